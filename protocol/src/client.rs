@@ -268,6 +268,7 @@ impl Client {
     /// One round trip: the reply, or the server's failure as
     /// `ClientError::Server`. Refused while pipelined requests are unanswered.
     pub fn call(&mut self, op: Operation) -> Result<Reply, ClientError> {
+        self.check_usable()?;
         let in_flight = self.in_flight();
         if in_flight > 0 {
             return Err(ClientError::Pipelined { in_flight });
@@ -325,6 +326,7 @@ impl Client {
     /// The response to the oldest request in flight. A server failure is
     /// returned inside the `Response`, not as an `Err`.
     pub fn receive(&mut self) -> Result<Response, ClientError> {
+        self.check_usable()?;
         if let Some(response) = self.ready.pop_front() {
             return Ok(response);
         }
