@@ -130,7 +130,8 @@ impl Client {
     }
 
     /// Connects to the first address of `addr` that accepts within
-    /// `options.connect_timeout`.
+    /// `options.connect_timeout`. Panics if `options.pipeline_depth` is
+    /// outside `1..=PIPELINE_DEPTH_MAX` (a configuration bug).
     pub fn connect_with(
         addr: impl ToSocketAddrs,
         options: &ClientOptions,
@@ -167,14 +168,16 @@ impl Client {
         }))
     }
 
-    /// Wraps an already connected stream.
+    /// Wraps an already connected stream. Panics, like `connect_with`, if
+    /// `options.pipeline_depth` is outside `1..=PIPELINE_DEPTH_MAX`.
     pub fn from_stream(stream: TcpStream, options: &ClientOptions) -> Result<Client, ClientError> {
+        assert_pipeline_depth(options);
         stream.set_nodelay(true)?;
         stream.set_read_timeout(options.io_timeout)?;
         stream.set_write_timeout(options.io_timeout)?;
         Ok(Client {
             stream,
-            pipeline_depth: options.pipeline_depth.clamp(1, PIPELINE_DEPTH_MAX),
+            pipeline_depth: options.pipeline_depth,
             id_next: 1,
             pending: VecDeque::new(),
             ready: VecDeque::new(),
@@ -433,6 +436,15 @@ impl Client {
             }
         }
     }
+}
+
+/// A depth outside the range is a bug in the caller's configuration.
+fn assert_pipeline_depth(options: &ClientOptions) {
+    assert!(
+        (1..=PIPELINE_DEPTH_MAX).contains(&options.pipeline_depth),
+        "pipeline_depth {} is outside 1..={PIPELINE_DEPTH_MAX}",
+        options.pipeline_depth
+    );
 }
 
 fn unexpected(reply: &Reply) -> ClientError {
