@@ -77,9 +77,15 @@ pub const fn page_usable_size(page_size: usize) -> usize {
 }
 
 const _: () = assert!(PAGE_SIZE_MIN.is_power_of_two() && PAGE_SIZE_MAX.is_power_of_two());
-const _: () = assert!(PAGE_SIZE_MIN % IO_ALIGN == 0, "a page must be whole O_DIRECT blocks");
+const _: () = assert!(
+    PAGE_SIZE_MIN % IO_ALIGN == 0,
+    "a page must be whole O_DIRECT blocks"
+);
 const _: () = assert!(PAGE_SIZE_MIN % SECTOR_SIZE == 0);
-const _: () = assert!(PAGE_SIZE_MAX <= u16::MAX as usize + 1, "slot offsets are u16");
+const _: () = assert!(
+    PAGE_SIZE_MAX <= u16::MAX as usize + 1,
+    "slot offsets are u16"
+);
 const _: () = assert!(PAGE_SIZE_DEFAULT >= PAGE_SIZE_MIN && PAGE_SIZE_DEFAULT <= PAGE_SIZE_MAX);
 const _: () = assert!(SUPERBLOCK_SIZE % IO_ALIGN == 0);
 const _: () = assert!(PAGES_OFFSET % IO_ALIGN as u64 == 0);
@@ -93,8 +99,10 @@ const _: () = assert!(
 );
 // The quarter-page rule keeps that relation at every page size: the usable part grows with the
 // page, the key limit does not.
+const _: () =
+    assert!(2 * leaf_record_size_max(PAGE_SIZE_MAX / 4) <= page_usable_size(PAGE_SIZE_MAX));
 const _: () = assert!(
-    2 * leaf_record_size_max(PAGE_SIZE_MAX / 4) <= page_usable_size(PAGE_SIZE_MAX)
+    KEY_SIZE_MAX <= u16::MAX as usize,
+    "key lengths are u16 on disk"
 );
-const _: () = assert!(KEY_SIZE_MAX <= u16::MAX as usize, "key lengths are u16 on disk");
 const _: () = assert!(CACHE_PAGES_MIN >= 2);

@@ -78,14 +78,18 @@ impl PageCache {
 
     pub fn get(&mut self, id: PageId) -> Option<&Frame> {
         let slot = *self.map.get(&id)?;
-        let frame = self.slots[slot].as_mut().expect("mapped slot holds a frame");
+        let frame = self.slots[slot]
+            .as_mut()
+            .expect("mapped slot holds a frame");
         frame.referenced = true;
         Some(frame)
     }
 
     pub fn get_mut(&mut self, id: PageId) -> Option<&mut Frame> {
         let slot = *self.map.get(&id)?;
-        let frame = self.slots[slot].as_mut().expect("mapped slot holds a frame");
+        let frame = self.slots[slot]
+            .as_mut()
+            .expect("mapped slot holds a frame");
         frame.referenced = true;
         Some(frame)
     }
@@ -105,7 +109,13 @@ impl PageCache {
             self.map.len() < self.capacity + PINNED_PAGES_MAX,
             "cache exceeds its budget by more than PINNED_PAGES_MAX pages"
         );
-        let frame = Frame { id, buf, dirty, pins: 0, referenced: true };
+        let frame = Frame {
+            id,
+            buf,
+            dirty,
+            pins: 0,
+            referenced: true,
+        };
         let slot = match self.empty_slots.pop() {
             Some(slot) => {
                 self.slots[slot] = Some(frame);
@@ -136,7 +146,9 @@ impl PageCache {
 
     pub fn set_dirty(&mut self, id: PageId, dirty: bool) {
         let slot = *self.map.get(&id).expect("set_dirty on an uncached page");
-        let frame = self.slots[slot].as_mut().expect("mapped slot holds a frame");
+        let frame = self.slots[slot]
+            .as_mut()
+            .expect("mapped slot holds a frame");
         if frame.dirty != dirty {
             frame.dirty = dirty;
             if dirty {
@@ -149,13 +161,18 @@ impl PageCache {
 
     pub fn pin(&mut self, id: PageId) {
         let slot = *self.map.get(&id).expect("pin of an uncached page");
-        self.slots[slot].as_mut().expect("mapped slot holds a frame").pins += 1;
+        self.slots[slot]
+            .as_mut()
+            .expect("mapped slot holds a frame")
+            .pins += 1;
         self.pinned_total += 1;
     }
 
     pub fn unpin(&mut self, id: PageId) {
         let slot = *self.map.get(&id).expect("unpin of an uncached page");
-        let frame = self.slots[slot].as_mut().expect("mapped slot holds a frame");
+        let frame = self.slots[slot]
+            .as_mut()
+            .expect("mapped slot holds a frame");
         assert!(frame.pins > 0, "unpin of unpinned page {id}");
         frame.pins -= 1;
         self.pinned_total -= 1;

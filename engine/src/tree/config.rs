@@ -1,8 +1,6 @@
 //! Configuration and counters of one shard's tree.
 
-use crate::constants::{
-    CACHE_PAGES_MIN, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PAGE_SIZE_MIN,
-};
+use crate::constants::{CACHE_PAGES_MIN, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, PAGE_SIZE_MIN};
 use crate::tree::error::TreeError;
 
 /// Settings of one tree. `page_size` is fixed at creation and checked at open.
@@ -33,7 +31,8 @@ impl TreeConfig {
     /// The inline value limit in force.
     pub fn value_inline_max(&self) -> usize {
         let quarter = self.page_size / 4;
-        self.value_inline_max.map_or(quarter, |max| max.min(quarter))
+        self.value_inline_max
+            .map_or(quarter, |max| max.min(quarter))
     }
 
     /// How many pages the cache holds before it evicts.
@@ -45,7 +44,9 @@ impl TreeConfig {
         let size = self.page_size;
         if !size.is_power_of_two() || !(PAGE_SIZE_MIN..=PAGE_SIZE_MAX).contains(&size) {
             return Err(TreeError::InvalidConfig {
-                detail: format!("page_size {size} is not a power of two in {PAGE_SIZE_MIN}..={PAGE_SIZE_MAX}"),
+                detail: format!(
+                    "page_size {size} is not a power of two in {PAGE_SIZE_MIN}..={PAGE_SIZE_MAX}"
+                ),
             });
         }
         if self.cache_bytes < CACHE_PAGES_MIN * size {

@@ -12,11 +12,19 @@ use crate::tree::page::PageId;
 pub enum TreeError {
     /// The storage failed an operation.
     #[error("I/O error while {doing}: {source}")]
-    Io { doing: &'static str, source: IoError },
+    Io {
+        doing: &'static str,
+        source: IoError,
+    },
 
     /// A page failed validation after it was read.
     #[error("corrupt page {page_id} in {file} at offset {offset}: {detail}")]
-    CorruptPage { file: String, offset: u64, page_id: PageId, detail: String },
+    CorruptPage {
+        file: String,
+        offset: u64,
+        page_id: PageId,
+        detail: String,
+    },
 
     /// The tree's structure is wrong (found by a read or by `check_integrity`).
     #[error("corrupt tree in {file}: {detail}")]
@@ -27,7 +35,13 @@ pub enum TreeError {
         "no valid superblock in {file}: slot A at offset {offset_a}: {error_a}; \
          slot B at offset {offset_b}: {error_b}"
     )]
-    NoValidSuperblock { file: String, offset_a: u64, error_a: String, offset_b: u64, error_b: String },
+    NoValidSuperblock {
+        file: String,
+        offset_a: u64,
+        error_a: String,
+        offset_b: u64,
+        error_b: String,
+    },
 
     /// The file was created with settings that differ from the configuration.
     #[error("{file} does not match the configuration: {detail}")]

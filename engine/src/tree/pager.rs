@@ -62,7 +62,10 @@ impl<F: Storage> Pager<F> {
     /// A pager over `file`, positioned at the durable state `durable`. The caller then calls
     /// [`Pager::set_reachable`] with the pages the root reaches, to derive the free set.
     pub fn new(file: F, config: &TreeConfig, durable: Superblock) -> Pager<F> {
-        assert_eq!(durable.page_size as usize, config.page_size, "page size checked by caller");
+        assert_eq!(
+            durable.page_size as usize, config.page_size,
+            "page size checked by caller"
+        );
         Pager {
             file,
             page_size: config.page_size,
@@ -110,8 +113,13 @@ impl<F: Storage> Pager<F> {
     /// Derives the free set at open: every id below the high-water mark that the root does not
     /// reach. Nothing is persisted about free pages, so none can leak across a restart.
     pub fn set_reachable(&mut self, reachable: &HashSet<PageId>) {
-        assert!(self.free.is_empty() && self.epoch_allocated.is_empty(), "set_reachable at open only");
-        self.free = (0..self.page_count).filter(|id| !reachable.contains(id)).collect();
+        assert!(
+            self.free.is_empty() && self.epoch_allocated.is_empty(),
+            "set_reachable at open only"
+        );
+        self.free = (0..self.page_count)
+            .filter(|id| !reachable.contains(id))
+            .collect();
     }
 
     pub fn path(&self) -> &str {
@@ -132,7 +140,9 @@ impl<F: Storage> Pager<F> {
 
     pub fn check_usable(&self) -> Result<()> {
         match &self.poisoned {
-            Some(first) => Err(TreeError::Poisoned { first: first.clone() }),
+            Some(first) => Err(TreeError::Poisoned {
+                first: first.clone(),
+            }),
             None => Ok(()),
         }
     }
@@ -155,9 +165,17 @@ impl<F: Storage> Pager<F> {
         Ok(&self.cache.get(id).expect("just cached").buf)
     }
 
+    /// The bytes of a page the running operation has just accessed (still cached).
+    pub fn peek(&mut self, id: PageId) -> &[u8] {
+        &self.cache.get(id).expect("peek of an uncached page").buf
+    }
+
     /// The bytes of page `id` for editing; the page must be writable in place.
     pub fn page_mut(&mut self, id: PageId) -> Result<&mut [u8]> {
-        assert!(self.epoch_allocated.contains(&id), "page {id} is not writable in this epoch");
+        assert!(
+            self.epoch_allocated.contains(&id),
+            "page {id} is not writable in this epoch"
+        );
         self.ensure_cached(id)?;
         self.cache.set_dirty(id, true);
         Ok(&mut self.cache.get_mut(id).expect("just cached").buf)
@@ -178,6 +196,11 @@ impl<F: Storage> Pager<F> {
         for id in std::mem::take(&mut self.op_pins) {
             self.cache.unpin(id);
         }
+        assert_eq!(
+            self.cache.pinned_total(),
+            0,
+            "pins outlived their operation"
+        );
     }
 
     fn ensure_cached(&mut self, id: PageId) -> Result<()> {
@@ -186,13 +209,20 @@ impl<F: Storage> Pager<F> {
             return Ok(());
         }
         self.stats.cache_misses += 1;
-        assert!(id < self.page_count, "page {id} is beyond the high-water mark {}", self.page_count);
+        assert!(
+            id < self.page_count,
+            "page {id} is beyond the high-water mark {}",
+            self.page_count
+        );
         let offset = self.page_offset(id);
         let buf = self.cache.new_buf();
         let (buf, n) = self
             .file
             .read_at(offset, buf)
-            .map_err(|source| TreeError::Io { doing: "reading a page", source })?;
+            .map_err(|source| TreeError::Io {
+                doing: "reading a page",
+                source,
+            })?;
         self.stats.pages_read += 1;
         let checked = if n < self.page_size {
             Err(format!("file ends {n} bytes into the page"))
@@ -200,7 +230,12 @@ impl<F: Storage> Pager<F> {
             page::validate(&buf, id)
         };
         if let Err(detail) = checked {
-            return Err(TreeError::CorruptPage { file: self.path().to_string(), offset, page_id: id, detail });
+            return Err(TreeError::CorruptPage {
+                file: self.path().to_string(),
+                offset,
+                page_id: id,
+                detail,
+            });
         }
         self.make_room()?;
         self.cache.insert(id, buf, false);
@@ -211,7 +246,9 @@ impl<F: Storage> Pager<F> {
     /// the cache grows past its budget (bounded by `PINNED_PAGES_MAX`, asserted on insert).
     fn make_room(&mut self) -> Result<()> {
         while self.cache.is_full() {
-            let Some((victim, dirty)) = self.cache.victim() else { return Ok(()) };
+            let Some((victim, dirty)) = self.cache.victim() else {
+                return Ok(());
+            };
             if dirty {
                 self.write_page(victim)?;
                 self.stats.cache_spills += 1;
@@ -258,7 +295,10 @@ impl<F: Storage> Pager<F> {
             self.page_count += 1;
             self.page_count - 1
         });
-        assert!(!self.cache.contains(id), "allocated page {id} is still cached");
+        assert!(
+            !self.cache.contains(id),
+            "allocated page {id} is still cached"
+        );
         self.epoch_allocated.insert(id);
         id
     }
@@ -316,7 +356,9 @@ impl<F: Storage> Pager<F> {
     pub fn begin_commit(&mut self, mut superblock: Superblock) -> Result<()> {
         self.check_usable()?;
         if self.commit.is_some() {
-            return Err(TreeError::CommitState { detail: "begin_commit while a commit is in flight" });
+            return Err(TreeError::CommitState {
+                detail: "begin_commit while a commit is in flight",
+            });
         }
         assert!(self.op_pins.is_empty(), "begin_commit inside an operation");
         superblock.generation = self.epoch;
@@ -327,7 +369,10 @@ impl<F: Storage> Pager<F> {
         self.closed_dirty = to_write.iter().copied().collect();
         self.epoch_allocated.clear();
         self.epoch += 1;
-        self.commit = Some(CommitInFlight { superblock, to_write });
+        self.commit = Some(CommitInFlight {
+            superblock,
+            to_write,
+        });
         Ok(())
     }
 
@@ -336,12 +381,16 @@ impl<F: Storage> Pager<F> {
     pub fn commit_step(&mut self, budget_bytes: usize) -> Result<bool> {
         self.check_usable()?;
         let Some(commit) = self.commit.as_mut() else {
-            return Err(TreeError::CommitState { detail: "commit_step without begin_commit" });
+            return Err(TreeError::CommitState {
+                detail: "commit_step without begin_commit",
+            });
         };
         let mut written = 0usize;
         let mut batch = Vec::new();
         while written < budget_bytes.max(1) {
-            let Some(id) = commit.to_write.pop() else { break };
+            let Some(id) = commit.to_write.pop() else {
+                break;
+            };
             batch.push(id);
             written += self.page_size;
         }
@@ -360,7 +409,10 @@ impl<F: Storage> Pager<F> {
     }
 
     fn finish_commit(&mut self) -> Result<()> {
-        assert!(self.closed_dirty.is_empty(), "every page of the commit is written before the flip");
+        assert!(
+            self.closed_dirty.is_empty(),
+            "every page of the commit is written before the flip"
+        );
         let commit = self.commit.take().expect("commit in flight");
         if let Err(source) = self.file.sync_data() {
             return Err(self.poison("syncing pages before the superblock", source));
@@ -376,7 +428,11 @@ impl<F: Storage> Pager<F> {
             return Err(self.poison("syncing the superblock", source));
         }
         self.durable = sb;
-        let released: Vec<u64> = self.pending_free.range(..=sb.generation).map(|(&e, _)| e).collect();
+        let released: Vec<u64> = self
+            .pending_free
+            .range(..=sb.generation)
+            .map(|(&e, _)| e)
+            .collect();
         for epoch in released {
             let ids = self.pending_free.remove(&epoch).expect("key listed");
             self.free.extend(ids);
@@ -387,7 +443,10 @@ impl<F: Storage> Pager<F> {
 
     /// Writes the first superblock of a new file (generation 1) after syncing its pages.
     pub fn create_commit(&mut self, superblock: Superblock) -> Result<()> {
-        assert_eq!(self.durable.generation, 0, "create_commit on a fresh pager only");
+        assert_eq!(
+            self.durable.generation, 0,
+            "create_commit on a fresh pager only"
+        );
         self.begin_commit(superblock)?;
         while !self.commit_step(usize::MAX)? {}
         Ok(())

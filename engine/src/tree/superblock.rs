@@ -8,7 +8,9 @@
 //! mixed write (new sectors next to old ones) fails it; reserved bytes are zero in format 1; the
 //! page size is a power of two within the format's limits.
 
-use crate::constants::{FORMAT_VERSION, PAGE_SIZE_MAX, PAGE_SIZE_MIN, SUPERBLOCK_SIZE, TREE_HEIGHT_MAX};
+use crate::constants::{
+    FORMAT_VERSION, PAGE_SIZE_MAX, PAGE_SIZE_MIN, SUPERBLOCK_SIZE, TREE_HEIGHT_MAX,
+};
 use crate::tree::page::PageId;
 
 /// The eight bytes that open every superblock slot.
@@ -76,7 +78,10 @@ impl Superblock {
     /// Decodes and validates one slot; the error says what is wrong with it.
     pub fn decode(buf: &[u8]) -> Result<Superblock, String> {
         if buf.len() != SUPERBLOCK_SIZE {
-            return Err(format!("slot is {} bytes, expected {SUPERBLOCK_SIZE}", buf.len()));
+            return Err(format!(
+                "slot is {} bytes, expected {SUPERBLOCK_SIZE}",
+                buf.len()
+            ));
         }
         let u32_at = |at: usize| u32::from_le_bytes(buf[at..at + 4].try_into().expect("4 bytes"));
         let u64_at = |at: usize| u64::from_le_bytes(buf[at..at + 8].try_into().expect("8 bytes"));
@@ -85,13 +90,20 @@ impl Superblock {
         }
         let (stored, computed) = (u32_at(field::CRC), crc32c::crc32c(&buf[..field::CRC]));
         if stored != computed {
-            return Err(format!("checksum mismatch: stored {stored:#010x}, computed {computed:#010x} (torn write?)"));
+            return Err(format!(
+                "checksum mismatch: stored {stored:#010x}, computed {computed:#010x} (torn write?)"
+            ));
         }
         let version = u32_at(field::FORMAT_VERSION);
         if version != FORMAT_VERSION {
-            return Err(format!("format version {version}; this build reads version {FORMAT_VERSION}"));
+            return Err(format!(
+                "format version {version}; this build reads version {FORMAT_VERSION}"
+            ));
         }
-        if buf[field::RESERVED..field::RESERVED_END].iter().any(|&b| b != 0) {
+        if buf[field::RESERVED..field::RESERVED_END]
+            .iter()
+            .any(|&b| b != 0)
+        {
             return Err("reserved bytes are not zero".to_string());
         }
         let sb = Superblock {
@@ -112,13 +124,21 @@ impl Superblock {
     fn check_fields(&self) -> Result<(), String> {
         let page_size = self.page_size as usize;
         if !page_size.is_power_of_two() || !(PAGE_SIZE_MIN..=PAGE_SIZE_MAX).contains(&page_size) {
-            return Err(format!("page size {page_size} is not a power of two in 4 KiB..=64 KiB"));
+            return Err(format!(
+                "page size {page_size} is not a power of two in 4 KiB..=64 KiB"
+            ));
         }
         if self.tree_height == 0 || self.tree_height as usize > TREE_HEIGHT_MAX {
-            return Err(format!("tree height {} outside 1..={TREE_HEIGHT_MAX}", self.tree_height));
+            return Err(format!(
+                "tree height {} outside 1..={TREE_HEIGHT_MAX}",
+                self.tree_height
+            ));
         }
         if self.root_page_id >= self.page_count {
-            return Err(format!("root page {} is not below the page count {}", self.root_page_id, self.page_count));
+            return Err(format!(
+                "root page {} is not below the page count {}",
+                self.root_page_id, self.page_count
+            ));
         }
         if self.generation == 0 {
             return Err("generation 0 is never written".to_string());
@@ -134,7 +154,10 @@ impl Superblock {
 
 /// Picks the superblock to open from the decode results of slots A and B: the valid one with the
 /// highest generation. `None` when neither is valid.
-pub fn choose(a: &Result<Superblock, String>, b: &Result<Superblock, String>) -> Option<Superblock> {
+pub fn choose(
+    a: &Result<Superblock, String>,
+    b: &Result<Superblock, String>,
+) -> Option<Superblock> {
     match (a, b) {
         (Ok(a), Ok(b)) => Some(if a.generation >= b.generation { *a } else { *b }),
         (Ok(a), Err(_)) => Some(*a),
@@ -174,7 +197,10 @@ mod tests {
         sample(5).encode(&mut buf);
         for at in 0..SUPERBLOCK_SIZE {
             buf[at] ^= 0x5a;
-            assert!(Superblock::decode(&buf).is_err(), "flip at byte {at} went unnoticed");
+            assert!(
+                Superblock::decode(&buf).is_err(),
+                "flip at byte {at} went unnoticed"
+            );
             buf[at] ^= 0x5a;
         }
     }

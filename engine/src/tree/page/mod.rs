@@ -87,14 +87,30 @@ fn put_u64(buf: &mut [u8], at: usize, v: u64) {
 
 /// Clears `buf` and writes an empty page's header.
 pub fn init(buf: &mut [u8], page_type: PageType, level: u16, id: PageId) {
-    assert_eq!(page_type == PageType::Leaf, level == 0, "leaves are level 0, branches above");
+    assert_eq!(
+        page_type == PageType::Leaf,
+        level == 0,
+        "leaves are level 0, branches above"
+    );
     buf.fill(0);
     buf[off::TYPE] = page_type as u8;
     buf[off::VERSION] = FORMAT_VERSION as u8;
     put_u16(buf, off::LEVEL, level);
     put_u64(buf, off::ID, id);
-    put_u32(buf, off::HEAP_START, u32::try_from(buf.len()).expect("page size fits u32"));
-    put_u64(buf, off::CHILD0, if page_type == PageType::Leaf { 0 } else { NO_PAGE });
+    put_u32(
+        buf,
+        off::HEAP_START,
+        u32::try_from(buf.len()).expect("page size fits u32"),
+    );
+    put_u64(
+        buf,
+        off::CHILD0,
+        if page_type == PageType::Leaf {
+            0
+        } else {
+            NO_PAGE
+        },
+    );
 }
 
 pub fn page_type(buf: &[u8]) -> PageType {
@@ -204,9 +220,21 @@ pub fn insert_record(buf: &mut [u8], index: usize, rec: &[u8]) -> bool {
     buf[at..at + rec.len()].copy_from_slice(rec);
     let slot_at = PAGE_HEADER_SIZE + SLOT_SIZE * index;
     buf.copy_within(slot_at..slots_end, slot_at + SLOT_SIZE);
-    put_u16(buf, slot_at, u16::try_from(at).expect("offset inside a page"));
-    put_u16(buf, off::COUNT, u16::try_from(n + 1).expect("count fits u16"));
-    put_u32(buf, off::HEAP_START, u32::try_from(at).expect("offset fits u32"));
+    put_u16(
+        buf,
+        slot_at,
+        u16::try_from(at).expect("offset inside a page"),
+    );
+    put_u16(
+        buf,
+        off::COUNT,
+        u16::try_from(n + 1).expect("count fits u16"),
+    );
+    put_u32(
+        buf,
+        off::HEAP_START,
+        u32::try_from(at).expect("offset fits u32"),
+    );
     true
 }
 
@@ -220,11 +248,23 @@ pub fn remove_record(buf: &mut [u8], index: usize) {
     let slots_end = PAGE_HEADER_SIZE + SLOT_SIZE * n;
     buf.copy_within(slot_at + SLOT_SIZE..slots_end, slot_at);
     put_u16(buf, slots_end - SLOT_SIZE, 0);
-    put_u16(buf, off::COUNT, u16::try_from(n - 1).expect("count fits u16"));
+    put_u16(
+        buf,
+        off::COUNT,
+        u16::try_from(n - 1).expect("count fits u16"),
+    );
     if at == heap_start(buf) {
-        put_u32(buf, off::HEAP_START, u32::try_from(at + size).expect("offset fits u32"));
+        put_u32(
+            buf,
+            off::HEAP_START,
+            u32::try_from(at + size).expect("offset fits u32"),
+        );
     } else {
-        put_u32(buf, off::GARBAGE, u32::try_from(garbage(buf) + size).expect("fits u32"));
+        put_u32(
+            buf,
+            off::GARBAGE,
+            u32::try_from(garbage(buf) + size).expect("fits u32"),
+        );
     }
     buf[at..at + size].fill(0);
 }
@@ -234,7 +274,14 @@ fn compact(buf: &mut [u8]) {
     let records: Vec<Vec<u8>> = (0..count(buf)).map(|i| record(buf, i).to_vec()).collect();
     let child0 = get_u64(buf, off::CHILD0);
     let (page_type, level, id) = (page_type(buf), level(buf), page_id(buf));
-    rebuild(buf, page_type, level, id, child0, records.iter().map(Vec::as_slice));
+    rebuild(
+        buf,
+        page_type,
+        level,
+        id,
+        child0,
+        records.iter().map(Vec::as_slice),
+    );
 }
 
 /// Writes a page from scratch. Panics if the records do not fit: callers size them first.
@@ -251,7 +298,10 @@ pub fn rebuild<'a>(
         put_u64(buf, off::CHILD0, child0);
     }
     for (index, rec) in records.enumerate() {
-        assert!(insert_record(buf, index, rec), "rebuilt page {id} overflows");
+        assert!(
+            insert_record(buf, index, rec),
+            "rebuilt page {id} overflows"
+        );
     }
 }
 
@@ -290,10 +340,17 @@ pub fn branch_child_index(buf: &[u8], key: &[u8]) -> usize {
 
 /// A branch record: child id, key length, separator key.
 pub fn branch_record(child: PageId, key: &[u8]) -> Vec<u8> {
-    assert!(key.len() <= KEY_SIZE_MAX, "separator longer than KEY_SIZE_MAX");
+    assert!(
+        key.len() <= KEY_SIZE_MAX,
+        "separator longer than KEY_SIZE_MAX"
+    );
     let mut rec = Vec::with_capacity(BRANCH_RECORD_HEADER_SIZE + key.len());
     rec.extend_from_slice(&child.to_le_bytes());
-    rec.extend_from_slice(&u16::try_from(key.len()).expect("key fits u16").to_le_bytes());
+    rec.extend_from_slice(
+        &u16::try_from(key.len())
+            .expect("key fits u16")
+            .to_le_bytes(),
+    );
     rec.extend_from_slice(key);
     rec
 }
@@ -316,8 +373,16 @@ impl LeafRecord<'_> {
     pub fn encode(&self) -> Vec<u8> {
         let mut rec = vec![0u8; LEAF_RECORD_HEADER_SIZE];
         rec[0] = VALUE_KIND_INLINE;
-        put_u16(&mut rec, 2, u16::try_from(self.key.len()).expect("key length checked"));
-        put_u32(&mut rec, 4, u32::try_from(self.value.len()).expect("value length checked"));
+        put_u16(
+            &mut rec,
+            2,
+            u16::try_from(self.key.len()).expect("key length checked"),
+        );
+        put_u32(
+            &mut rec,
+            4,
+            u32::try_from(self.value.len()).expect("value length checked"),
+        );
         put_u64(&mut rec, 8, self.expiry_ms);
         put_u64(&mut rec, 16, self.version);
         rec.extend_from_slice(self.key);
@@ -353,12 +418,17 @@ pub fn seal(buf: &mut [u8]) {
 /// sentence saying what is wrong; the pager adds file, offset and page id.
 pub fn validate(buf: &[u8], expected_id: PageId) -> Result<(), String> {
     if buf.len() < PAGE_HEADER_SIZE {
-        return Err(format!("page buffer of {} bytes is shorter than a header", buf.len()));
+        return Err(format!(
+            "page buffer of {} bytes is shorter than a header",
+            buf.len()
+        ));
     }
     let stored = get_u32(buf, off::CRC);
     let computed = crc32c::crc32c(&buf[off::CRC + 4..]);
     if stored != computed {
-        return Err(format!("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"));
+        return Err(format!(
+            "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
+        ));
     }
     validate_header(buf, expected_id)?;
     validate_records(buf)
@@ -370,10 +440,16 @@ fn validate_header(buf: &[u8], expected_id: PageId) -> Result<(), String> {
         return Err(format!("unknown page type {page_type}"));
     }
     if u32::from(buf[off::VERSION]) != FORMAT_VERSION {
-        return Err(format!("format version {} (this build reads {FORMAT_VERSION})", buf[off::VERSION]));
+        return Err(format!(
+            "format version {} (this build reads {FORMAT_VERSION})",
+            buf[off::VERSION]
+        ));
     }
     if page_id(buf) != expected_id {
-        return Err(format!("header names page {} (misdirected write?)", page_id(buf)));
+        return Err(format!(
+            "header names page {} (misdirected write?)",
+            page_id(buf)
+        ));
     }
     let leaf = page_type == PageType::Leaf as u8;
     if leaf != (level(buf) == 0) {
@@ -384,12 +460,16 @@ fn validate_header(buf: &[u8], expected_id: PageId) -> Result<(), String> {
     }
     let child0 = get_u64(buf, off::CHILD0);
     if (leaf && child0 != 0) || (!leaf && child0 == NO_PAGE) {
-        return Err(format!("header child0 {child0:#x} is invalid for this page type"));
+        return Err(format!(
+            "header child0 {child0:#x} is invalid for this page type"
+        ));
     }
     let slots_end = PAGE_HEADER_SIZE + SLOT_SIZE * count(buf);
     let heap_start = heap_start(buf);
     if slots_end > heap_start || heap_start > buf.len() {
-        return Err(format!("slot array end {slots_end} and heap start {heap_start} overlap"));
+        return Err(format!(
+            "slot array end {slots_end} and heap start {heap_start} overlap"
+        ));
     }
     Ok(())
 }
@@ -397,23 +477,41 @@ fn validate_header(buf: &[u8], expected_id: PageId) -> Result<(), String> {
 fn validate_records(buf: &[u8]) -> Result<(), String> {
     let heap_start = heap_start(buf);
     let leaf = is_leaf(buf);
-    let fixed = if leaf { LEAF_RECORD_HEADER_SIZE } else { BRANCH_RECORD_HEADER_SIZE };
+    let fixed = if leaf {
+        LEAF_RECORD_HEADER_SIZE
+    } else {
+        BRANCH_RECORD_HEADER_SIZE
+    };
     let mut record_bytes = 0usize;
     for index in 0..count(buf) {
         let at = slot(buf, index);
         if at < heap_start || at + fixed > buf.len() {
-            return Err(format!("slot {index} points at {at}, outside the record heap"));
+            return Err(format!(
+                "slot {index} points at {at}, outside the record heap"
+            ));
         }
         let size = record_size_at(buf, at);
         if at + size > buf.len() {
-            return Err(format!("record {index} at {at} of {size} bytes runs past the page"));
+            return Err(format!(
+                "record {index} at {at} of {size} bytes runs past the page"
+            ));
         }
-        let key_size = if leaf { get_u16(buf, at + 2) } else { get_u16(buf, at + 8) } as usize;
+        let key_size = if leaf {
+            get_u16(buf, at + 2)
+        } else {
+            get_u16(buf, at + 8)
+        } as usize;
         if key_size > KEY_SIZE_MAX {
-            return Err(format!("record {index} has a key of {key_size} bytes (max {KEY_SIZE_MAX})"));
+            return Err(format!(
+                "record {index} has a key of {key_size} bytes (max {KEY_SIZE_MAX})"
+            ));
         }
         if leaf && (buf[at] != VALUE_KIND_INLINE || buf[at + 1] != 0) {
-            return Err(format!("record {index} has value kind {} flags {}", buf[at], buf[at + 1]));
+            return Err(format!(
+                "record {index} has value kind {} flags {}",
+                buf[at],
+                buf[at + 1]
+            ));
         }
         if !leaf && get_u64(buf, at) == NO_PAGE {
             return Err(format!("branch record {index} has no child"));
