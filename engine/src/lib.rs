@@ -7,4 +7,6 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod constants;
 pub mod storage;
+pub mod tree;
