@@ -22,7 +22,9 @@ pub struct SystemClock {
 
 impl SystemClock {
     pub fn new() -> SystemClock {
-        SystemClock { origin: std::time::Instant::now() }
+        SystemClock {
+            origin: std::time::Instant::now(),
+        }
     }
 }
 

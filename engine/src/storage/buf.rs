@@ -20,7 +20,10 @@ impl AlignedBuf {
     /// A zeroed buffer of `len` bytes. Panics unless `len` is a positive multiple of [`IO_ALIGN`]:
     /// buffer sizes come from constants, never from input.
     pub fn zeroed(len: usize) -> AlignedBuf {
-        assert!(len > 0 && len % IO_ALIGN == 0, "buffer length {len} is not a multiple of {IO_ALIGN}");
+        assert!(
+            len > 0 && len.is_multiple_of(IO_ALIGN),
+            "buffer length {len} is not a multiple of {IO_ALIGN}"
+        );
         let raw = vec![0u8; len + IO_ALIGN];
         let misalignment = raw.as_ptr() as usize % IO_ALIGN;
         let start = (IO_ALIGN - misalignment) % IO_ALIGN;

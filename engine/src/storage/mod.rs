@@ -30,7 +30,7 @@ pub const IO_ALIGN: usize = 4096;
 /// The smallest unit a disk writes atomically: a crash can tear a write only at a multiple of this.
 pub const SECTOR_SIZE: usize = 512;
 
-const _: () = assert!(IO_ALIGN % SECTOR_SIZE == 0);
+const _: () = assert!(IO_ALIGN.is_multiple_of(SECTOR_SIZE));
 const _: () = assert!(IO_ALIGN.is_power_of_two());
 
 /// One operation on one file.
@@ -95,8 +95,18 @@ pub struct IoError {
 }
 
 impl IoError {
-    pub fn new(kind: IoErrorKind, path: &str, offset: Option<u64>, detail: impl Into<String>) -> Self {
-        IoError { kind, path: path.to_string(), offset, detail: detail.into() }
+    pub fn new(
+        kind: IoErrorKind,
+        path: &str,
+        offset: Option<u64>,
+        detail: impl Into<String>,
+    ) -> Self {
+        IoError {
+            kind,
+            path: path.to_string(),
+            offset,
+            detail: detail.into(),
+        }
     }
 
     /// Wraps a `std::io::Error`, classifying the errno.
@@ -161,7 +171,9 @@ pub trait Storage {
         let tag = BLOCKING_TAG;
         self.submit(tag, Op::Read { offset, buf })?;
         let completion = self.wait(tag);
-        let buf = completion.buf.expect("a read completion carries its buffer");
+        let buf = completion
+            .buf
+            .expect("a read completion carries its buffer");
         completion.result.map(|n| (buf, n))
     }
 
@@ -170,7 +182,9 @@ pub trait Storage {
         let tag = BLOCKING_TAG;
         self.submit(tag, Op::Write { offset, buf })?;
         let completion = self.wait(tag);
-        let buf = completion.buf.expect("a write completion carries its buffer");
+        let buf = completion
+            .buf
+            .expect("a write completion carries its buffer");
         completion.result.map(|_| buf)
     }
 
@@ -230,7 +244,7 @@ pub trait Vfs {
 
 /// Checks that a read or write is aligned as O_DIRECT requires.
 pub fn check_aligned(path: &str, offset: u64, len: usize) -> Result<(), IoError> {
-    if offset % IO_ALIGN as u64 != 0 || len % IO_ALIGN != 0 || len == 0 {
+    if !offset.is_multiple_of(IO_ALIGN as u64) || !len.is_multiple_of(IO_ALIGN) || len == 0 {
         return Err(IoError::new(
             IoErrorKind::InvalidInput,
             path,
