@@ -7,5 +7,6 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod manifest;
 pub mod storage;
 pub mod wal;
