@@ -121,7 +121,8 @@ pub(super) fn advance<F: Storage>(
             chunk,
             ..
         } => {
-            if let Some(buf) = chunk.take() {
+            if chunk.is_some() && *offset < segment_size {
+                let buf = chunk.take().expect("checked above");
                 let len = chunk_len(*offset, segment_size);
                 let buf = if buf.len() == len {
                     buf
@@ -149,7 +150,7 @@ pub(super) fn advance<F: Storage>(
                 *chunk = completion.buf;
                 progressed = true;
             }
-            if *offset == segment_size {
+            if *offset == segment_size && chunk.is_some() {
                 file.submit(TAG_FILL_SYNC, Op::SyncData)?;
                 *spare = match std::mem::replace(spare, Spare::Idle) {
                     Spare::Filling { seq, file, .. } => Spare::Syncing { seq, file },
