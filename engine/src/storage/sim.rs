@@ -443,6 +443,9 @@ impl DiskState {
                     fate += 1;
                 }
                 let sectors = data.len().div_ceil(SECTOR_SIZE);
+                if sectors == 0 {
+                    return;
+                }
                 match fate {
                     0 => {}
                     1 => return,
