@@ -234,10 +234,12 @@ impl Harness {
             let vfs = self.disk.root().subdir("shard-000").expect("subdir");
             let clock: Rc<dyn Clock> = Rc::new(self.clock.clone());
             match Shard::open(vfs, self.config.clone(), clock) {
-                Ok((shard, _)) => {
+                Ok((shard, _)) if !self.disk.power_is_out() => {
+                    self.disk.cancel_power_cut();
                     self.shard = Some(shard);
                     break;
                 }
+                Ok(_) => self.disk.crash(),
                 Err(error) => {
                     assert!(self.disk.power_is_out(), "seed {}: recovery failed: {error}", self.seed);
                     self.disk.crash();

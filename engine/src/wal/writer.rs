@@ -646,6 +646,19 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
         self.durable_lsn
     }
 
+    /// Every record up to this LSN has been written, synced or not.
+    pub fn written_lsn(&self) -> Lsn {
+        self.written_lsn
+    }
+
+    /// True while a flush or a segment preparation is outstanding, or records wait to be
+    /// flushed: the owner should call `poll` again soon.
+    pub fn io_in_flight(&self) -> bool {
+        self.flight.is_some()
+            || !self.staged.is_empty()
+            || matches!(self.spare, Spare::Filling { .. } | Spare::Syncing { .. })
+    }
+
     /// The LSN the next append will get.
     pub fn next_lsn(&self) -> Lsn {
         self.next_lsn
