@@ -240,7 +240,13 @@ fn a_failed_write_poisons_the_wal() {
     assert!(matches!(wal.poll(), Err(WalError::Poisoned(_))));
     drop(wal);
     let (_, replayed, _) = open(&disk, &clock, &config, 1).expect("reopen recovers");
-    assert_eq!(replayed.len(), 10 + usize::from(replayed.len() == 11));
+    // The failed write may still have landed whole in the live image (no crash happened), so
+    // record 11 may or may not be there; the 10 durable ones must.
+    assert!(
+        matches!(replayed.len(), 10 | 11),
+        "{} records",
+        replayed.len()
+    );
 }
 
 #[test]

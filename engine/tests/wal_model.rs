@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wal_common::{open, payload, small_config, Rec, SimWal};
 
-const SEEDS_DEFAULT: u64 = 150;
+const SEEDS_DEFAULT: u64 = 1000;
 const STEPS: usize = 700;
 
 /// Coverage counters summed over seeds: each rare path must be reached at least once.

@@ -54,17 +54,17 @@ pub const FREE_SEGMENTS_MAX: usize = 4;
 /// counts zero, the last bucket everything larger.
 pub const HISTOGRAM_BUCKETS: usize = 24;
 
-const _: () = assert!(SEGMENT_HEADER_BYTES % IO_ALIGN == 0);
+const _: () = assert!(SEGMENT_HEADER_BYTES.is_multiple_of(IO_ALIGN));
 const _: () = assert!(SEGMENT_HEADER_USED_BYTES <= SEGMENT_HEADER_BYTES);
 const _: () = assert!(RECORD_HEADER_BYTES < IO_ALIGN);
-const _: () = assert!(SEGMENT_SIZE_DEFAULT % IO_ALIGN as u64 == 0);
+const _: () = assert!(SEGMENT_SIZE_DEFAULT.is_multiple_of(IO_ALIGN as u64));
 const _: () = assert!(SEGMENT_SIZE_MIN >= (SEGMENT_HEADER_BYTES + 2 * IO_ALIGN) as u64);
-const _: () = assert!(FLUSH_BYTES_MAX_DEFAULT % IO_ALIGN == 0);
+const _: () = assert!(FLUSH_BYTES_MAX_DEFAULT.is_multiple_of(IO_ALIGN));
 const _: () = assert!(
     (FLUSH_BYTES_MAX_DEFAULT + SEGMENT_HEADER_BYTES) as u64 <= SEGMENT_SIZE_DEFAULT,
     "a flush must fit in one segment"
 );
 const _: () = assert!(BUFFER_BYTES_MAX_DEFAULT >= 2 * FLUSH_BYTES_MAX_DEFAULT);
-const _: () = assert!(ZERO_FILL_CHUNK_BYTES % IO_ALIGN == 0);
-const _: () = assert!(SEGMENT_SIZE_DEFAULT % ZERO_FILL_CHUNK_BYTES as u64 == 0);
+const _: () = assert!(ZERO_FILL_CHUNK_BYTES.is_multiple_of(IO_ALIGN));
+const _: () = assert!(SEGMENT_SIZE_DEFAULT.is_multiple_of(ZERO_FILL_CHUNK_BYTES as u64));
 const _: () = assert!(HISTOGRAM_BUCKETS <= 64);

@@ -104,13 +104,15 @@ impl WalConfig {
     pub fn validate(&self) -> Result<(), WalError> {
         let block = IO_ALIGN as u64;
         let bad = |detail: String| Err(WalError::Config { detail });
-        if self.segment_size_bytes % block != 0 || self.segment_size_bytes < SEGMENT_SIZE_MIN {
+        if !self.segment_size_bytes.is_multiple_of(block)
+            || self.segment_size_bytes < SEGMENT_SIZE_MIN
+        {
             return bad(format!(
                 "segment size {} is not a block multiple >= {SEGMENT_SIZE_MIN}",
                 self.segment_size_bytes
             ));
         }
-        if self.flush_bytes_max % IO_ALIGN != 0 || self.flush_bytes_max < IO_ALIGN {
+        if !self.flush_bytes_max.is_multiple_of(IO_ALIGN) || self.flush_bytes_max < IO_ALIGN {
             return bad(format!(
                 "flush_bytes_max {} is not a positive block multiple",
                 self.flush_bytes_max

@@ -161,7 +161,8 @@ pub(super) fn advance<F: Storage>(
         Spare::Syncing { file, .. } => {
             completions.clear();
             file.poll(completions);
-            for completion in completions.drain(..) {
+            assert!(completions.len() <= 1, "one sync in flight on a spare");
+            if let Some(completion) = completions.pop() {
                 assert_eq!(
                     completion.user_data, TAG_FILL_SYNC,
                     "unexpected completion on a spare"
@@ -172,7 +173,6 @@ pub(super) fn advance<F: Storage>(
                     _ => unreachable!("matched Syncing above"),
                 };
                 progressed = true;
-                break;
             }
         }
     }
