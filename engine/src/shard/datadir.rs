@@ -57,7 +57,9 @@ pub fn prepare<V: Vfs + Clone>(
             )));
         }
         for shard_id in 0..manifest.params.shard_count {
-            let mut dir = root.subdir(&shard_dir_name(shard_id)).map_err(|e| open_err(e.to_string()))?;
+            let mut dir = root
+                .subdir(&shard_dir_name(shard_id))
+                .map_err(|e| open_err(e.to_string()))?;
             if !dir.exists(PAGE_FILE_NAME) {
                 return Err(open_err(format!(
                     "{}/{PAGE_FILE_NAME} is missing although {MANIFEST_NAME} lists shard {shard_id}",
@@ -77,16 +79,23 @@ pub fn prepare<V: Vfs + Clone>(
         )));
     }
     for shard_id in 0..shard_count {
-        let mut dir = root.subdir(&shard_dir_name(shard_id)).map_err(|e| open_err(e.to_string()))?;
+        let mut dir = root
+            .subdir(&shard_dir_name(shard_id))
+            .map_err(|e| open_err(e.to_string()))?;
         clear_unfinished(&mut dir)?;
         let (shard, _) = Shard::open(dir, shard_config(shard_id), clock.clone())?;
         shard.close()?;
     }
     if root.exists(MANIFEST_TMP_NAME) {
-        root.remove(MANIFEST_TMP_NAME).map_err(|e| open_err(e.to_string()))?;
+        root.remove(MANIFEST_TMP_NAME)
+            .map_err(|e| open_err(e.to_string()))?;
     }
-    let params = ManifestParams { shard_count, page_size };
-    Manifest::open_or_create(root, params, clock.as_ref(), rng).map_err(|e: ManifestError| open_err(e.to_string()))
+    let params = ManifestParams {
+        shard_count,
+        page_size,
+    };
+    Manifest::open_or_create(root, params, clock.as_ref(), rng)
+        .map_err(|e: ManifestError| open_err(e.to_string()))
 }
 
 /// Removes what an unfinished creation left in a shard directory; refuses foreign files.
@@ -103,7 +112,11 @@ fn clear_unfinished<V: Vfs>(dir: &mut V) -> Result<(), ShardError> {
     if names.is_empty() {
         return Ok(());
     }
-    tracing::warn!(dir = dir.location(), files = names.len(), "removing an unfinished shard creation");
+    tracing::warn!(
+        dir = dir.location(),
+        files = names.len(),
+        "removing an unfinished shard creation"
+    );
     for name in &names {
         dir.remove(name).map_err(|e| open_err(e.to_string()))?;
     }

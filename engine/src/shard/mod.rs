@@ -62,7 +62,10 @@ impl ShardConfig {
     /// Defaults for shard `shard_id`.
     pub fn new(shard_id: u32) -> ShardConfig {
         ShardConfig {
-            tree: TreeConfig { shard_id, ..TreeConfig::default() },
+            tree: TreeConfig {
+                shard_id,
+                ..TreeConfig::default()
+            },
             wal: WalConfig::new(shard_id),
             checkpoint_wal_bytes: 256 << 20,
             checkpoint_dirty_bytes: 32 << 20,
@@ -118,7 +121,9 @@ impl From<TreeError> for ShardError {
         match error {
             TreeError::KeyTooLarge { size, max } => ShardError::KeyTooLarge { size, max },
             TreeError::ValueTooLarge { size, max } => ShardError::ValueTooLarge { size, max },
-            other => ShardError::Failed { detail: other.to_string() },
+            other => ShardError::Failed {
+                detail: other.to_string(),
+            },
         }
     }
 }
@@ -126,9 +131,15 @@ impl From<TreeError> for ShardError {
 impl From<WalError> for ShardError {
     fn from(error: WalError) -> ShardError {
         match error {
-            WalError::Busy { .. } => ShardError::Busy { detail: error.to_string() },
-            WalError::NoSpace(_) => ShardError::NoSpace { detail: error.to_string() },
-            other => ShardError::Failed { detail: other.to_string() },
+            WalError::Busy { .. } => ShardError::Busy {
+                detail: error.to_string(),
+            },
+            WalError::NoSpace(_) => ShardError::NoSpace {
+                detail: error.to_string(),
+            },
+            other => ShardError::Failed {
+                detail: other.to_string(),
+            },
         }
     }
 }
@@ -213,13 +224,18 @@ impl<V: Vfs + Clone> Shard<V> {
             (tree, info.checkpoint_lsn)
         };
         let replay_from = checkpoint_lsn + 1;
-        let (wal, wal_report) =
-            Wal::open(vfs, clock.clone(), config.wal.clone(), replay_from, |record| {
+        let (wal, wal_report) = Wal::open(
+            vfs,
+            clock.clone(),
+            config.wal.clone(),
+            replay_from,
+            |record| {
                 let change = Change::decode(record.record_type, record.payload)
                     .map_err(|e| e.to_string())?;
                 apply(&mut tree, change).map_err(|e| e.to_string())
-            })
-            .map_err(|e| open_err(e.to_string()))?;
+            },
+        )
+        .map_err(|e| open_err(e.to_string()))?;
         let now = clock.monotonic_ns();
         let stats = ShardStats {
             shard_id: config.shard_id(),
@@ -241,7 +257,11 @@ impl<V: Vfs + Clone> Shard<V> {
             scratch: Vec::new(),
             stats,
         };
-        let report = OpenReport { created, checkpoint_lsn, wal: wal_report };
+        let report = OpenReport {
+            created,
+            checkpoint_lsn,
+            wal: wal_report,
+        };
         Ok((shard, report))
     }
 
@@ -276,7 +296,11 @@ impl<V: Vfs + Clone> Shard<V> {
     pub fn put(&mut self, key: &[u8], value: &[u8], expiry_ms: u64) -> Result<Lsn, ShardError> {
         self.check_failed()?;
         self.check_sizes(key, value)?;
-        let lsn = self.log(Change::Put { key, value, expiry_ms })?;
+        let lsn = self.log(Change::Put {
+            key,
+            value,
+            expiry_ms,
+        })?;
         let result = self.tree.put(key, value, expiry_ms);
         self.check_tree(result)?;
         self.stats.puts += 1;
@@ -341,7 +365,10 @@ impl<V: Vfs + Clone> Shard<V> {
             self.last_checkpoint_started_ns
                 .saturating_add(self.config.checkpoint_interval_ms.saturating_mul(1_000_000))
         });
-        [self.wal.flush_deadline_ns(), checkpoint].into_iter().flatten().min()
+        [self.wal.flush_deadline_ns(), checkpoint]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Asks for a checkpoint at the next `poll`.
@@ -387,11 +414,17 @@ impl<V: Vfs + Clone> Shard<V> {
     fn check_sizes(&self, key: &[u8], value: &[u8]) -> Result<(), ShardError> {
         let key_max = crate::constants::KEY_SIZE_MAX;
         if key.len() > key_max {
-            return Err(ShardError::KeyTooLarge { size: key.len(), max: key_max });
+            return Err(ShardError::KeyTooLarge {
+                size: key.len(),
+                max: key_max,
+            });
         }
         let value_max = self.tree.config().value_inline_max();
         if value.len() > value_max {
-            return Err(ShardError::ValueTooLarge { size: value.len(), max: value_max });
+            return Err(ShardError::ValueTooLarge {
+                size: value.len(),
+                max: value_max,
+            });
         }
         Ok(())
     }
@@ -444,7 +477,10 @@ impl<V: Vfs + Clone> Shard<V> {
         let now = self.clock.monotonic_ns();
         let result = self.tree.begin_commit(lsn);
         self.check_tree(result)?;
-        self.checkpoint = Some(RunningCheckpoint { lsn, started_ns: now });
+        self.checkpoint = Some(RunningCheckpoint {
+            lsn,
+            started_ns: now,
+        });
         self.checkpoint_requested = false;
         self.wal_bytes_since_checkpoint = 0;
         self.last_checkpoint_started_ns = now;
@@ -483,7 +519,9 @@ impl<V: Vfs + Clone> Shard<V> {
     }
 
     fn finish_checkpoint(&mut self) -> Result<(), ShardError> {
-        let Some(running) = &self.checkpoint else { return Ok(()) };
+        let Some(running) = &self.checkpoint else {
+            return Ok(());
+        };
         let lsn = running.lsn;
         let result = self.wal.flush_and_wait();
         self.check_wal(result)?;
@@ -541,9 +579,16 @@ impl<V: Vfs + Clone> Shard<V> {
 }
 
 /// Applies one logged change to the tree during redo, as `put` and `delete` did originally.
-fn apply<F: crate::storage::Storage>(tree: &mut Tree<F>, change: Change<'_>) -> Result<(), TreeError> {
+fn apply<F: crate::storage::Storage>(
+    tree: &mut Tree<F>,
+    change: Change<'_>,
+) -> Result<(), TreeError> {
     match change {
-        Change::Put { key, value, expiry_ms } => tree.put(key, value, expiry_ms).map(|_| ()),
+        Change::Put {
+            key,
+            value,
+            expiry_ms,
+        } => tree.put(key, value, expiry_ms).map(|_| ()),
         Change::Delete { key } => tree.delete(key).map(|_| ()),
     }
 }

@@ -25,8 +25,14 @@ const DELETE_HEADER_BYTES: usize = 2;
 /// One logged change, borrowed from the record's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change<'a> {
-    Put { key: &'a [u8], value: &'a [u8], expiry_ms: u64 },
-    Delete { key: &'a [u8] },
+    Put {
+        key: &'a [u8],
+        value: &'a [u8],
+        expiry_ms: u64,
+    },
+    Delete {
+        key: &'a [u8],
+    },
 }
 
 /// Why a record's payload could not be understood. The WAL's CRC passed, so this is a bug or a
@@ -39,7 +45,11 @@ pub struct RecordError {
 
 impl fmt::Display for RecordError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "WAL record of type {}: {}", self.record_type, self.detail)
+        write!(
+            f,
+            "WAL record of type {}: {}",
+            self.record_type, self.detail
+        )
     }
 }
 
@@ -57,7 +67,11 @@ impl Change<'_> {
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.clear();
         match self {
-            Change::Put { key, value, expiry_ms } => {
+            Change::Put {
+                key,
+                value,
+                expiry_ms,
+            } => {
                 let key_len = u16::try_from(key.len()).expect("key length fits u16");
                 out.extend_from_slice(&key_len.to_le_bytes());
                 out.extend_from_slice(&expiry_ms.to_le_bytes());
@@ -74,7 +88,10 @@ impl Change<'_> {
 
     /// Decodes the payload of a record of type `record_type`.
     pub fn decode(record_type: u8, payload: &[u8]) -> Result<Change<'_>, RecordError> {
-        let err = |detail| RecordError { record_type, detail };
+        let err = |detail| RecordError {
+            record_type,
+            detail,
+        };
         let key_len = |payload: &[u8]| -> Result<usize, RecordError> {
             let bytes = payload.get(..2).ok_or(err("shorter than its key length"))?;
             Ok(usize::from(u16::from_le_bytes([bytes[0], bytes[1]])))
@@ -82,14 +99,20 @@ impl Change<'_> {
         match record_type {
             RECORD_PUT => {
                 let key_len = key_len(payload)?;
-                let expiry = payload.get(2..PUT_HEADER_BYTES).ok_or(err("shorter than its header"))?;
+                let expiry = payload
+                    .get(2..PUT_HEADER_BYTES)
+                    .ok_or(err("shorter than its header"))?;
                 let expiry_ms = u64::from_le_bytes(expiry.try_into().expect("8 bytes"));
                 let rest = &payload[PUT_HEADER_BYTES..];
                 if rest.len() < key_len {
                     return Err(err("key runs past the end"));
                 }
                 let (key, value) = rest.split_at(key_len);
-                Ok(Change::Put { key, value, expiry_ms })
+                Ok(Change::Put {
+                    key,
+                    value,
+                    expiry_ms,
+                })
             }
             RECORD_DELETE => {
                 let key_len = key_len(payload)?;
@@ -118,8 +141,16 @@ mod tests {
     fn changes_round_trip() {
         let mut buf = Vec::new();
         let changes = [
-            Change::Put { key: b"k", value: b"value", expiry_ms: 42 },
-            Change::Put { key: b"", value: b"", expiry_ms: 0 },
+            Change::Put {
+                key: b"k",
+                value: b"value",
+                expiry_ms: 42,
+            },
+            Change::Put {
+                key: b"",
+                value: b"",
+                expiry_ms: 0,
+            },
             Change::Delete { key: b"gone" },
             Change::Delete { key: b"" },
         ];
@@ -127,7 +158,11 @@ mod tests {
             change.encode(&mut buf);
             assert_eq!(Change::decode(change.record_type(), &buf), Ok(change));
         }
-        let put = Change::Put { key: b"abc", value: b"de", expiry_ms: 0 };
+        let put = Change::Put {
+            key: b"abc",
+            value: b"de",
+            expiry_ms: 0,
+        };
         put.encode(&mut buf);
         assert_eq!(buf.len(), Change::put_payload_bytes(3, 2));
     }

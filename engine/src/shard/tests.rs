@@ -16,7 +16,8 @@
 //! - `check_integrity` passes.
 //!
 //! Between crashes, every get and scan must equal the model (the shard serves its in-memory
-//! state). A failing run prints its seed; `JUBE_SEED=N` replays one seed, `JUBE_SEEDS=N` runs N.
+//! state). A failing run prints its seed; `JUBE_SEED=N` replays one seed, `JUBE_SEEDS=N` runs N
+//! (from `JUBE_SEED_START`, default 0).
 
 use super::*;
 use crate::clock::ManualClock;
@@ -34,7 +35,12 @@ enum Write {
 
 fn small_config() -> ShardConfig {
     let mut config = ShardConfig::new(0);
-    config.tree = TreeConfig { page_size: 4096, cache_bytes: 6 * 4096, shard_id: 0, ..TreeConfig::default() };
+    config.tree = TreeConfig {
+        page_size: 4096,
+        cache_bytes: 6 * 4096,
+        shard_id: 0,
+        ..TreeConfig::default()
+    };
     config.wal.segment_size_bytes = 16 * 4096;
     config.wal.flush_bytes_max = 4 * 4096;
     config.wal.buffer_bytes_max = 8 * 4096;
@@ -140,7 +146,11 @@ impl Harness {
         match result {
             Ok(()) => true,
             Err(ShardError::Failed { .. }) => {
-                assert!(self.disk.power_is_out(), "seed {}: a failure without a power cut", self.seed);
+                assert!(
+                    self.disk.power_is_out(),
+                    "seed {}: a failure without a power cut",
+                    self.seed
+                );
                 false
             }
             Err(other) => panic!("seed {}: unexpected error {other}", self.seed),
@@ -167,7 +177,12 @@ impl Harness {
     fn put(&mut self) -> Result<(), ShardError> {
         let (key, value) = (self.key(), self.value());
         let lsn = self.with_retry(|shard| shard.put(&key, &value, 0))?;
-        assert_eq!(lsn, self.issued() + 1, "seed {}: LSNs are contiguous", self.seed);
+        assert_eq!(
+            lsn,
+            self.issued() + 1,
+            "seed {}: LSNs are contiguous",
+            self.seed
+        );
         self.history.push(Write::Put(key.clone(), value.clone()));
         self.current.insert(key, value);
         Ok(())
@@ -176,9 +191,19 @@ impl Harness {
     fn delete(&mut self) -> Result<(), ShardError> {
         let key = self.key();
         let (present, lsn) = self.with_retry(|shard| shard.delete(&key))?;
-        assert_eq!(present, self.current.contains_key(&key), "seed {}: delete", self.seed);
+        assert_eq!(
+            present,
+            self.current.contains_key(&key),
+            "seed {}: delete",
+            self.seed
+        );
         if present {
-            assert_eq!(lsn, self.issued() + 1, "seed {}: LSNs are contiguous", self.seed);
+            assert_eq!(
+                lsn,
+                self.issued() + 1,
+                "seed {}: LSNs are contiguous",
+                self.seed
+            );
             self.history.push(Write::Delete(key.clone()));
             self.current.remove(&key);
         }
@@ -188,7 +213,12 @@ impl Harness {
     fn get(&mut self) -> Result<(), ShardError> {
         let key = self.key();
         let got = self.shard().get(&key)?.map(|v| v.bytes);
-        assert_eq!(got.as_ref(), self.current.get(&key), "seed {}: get {key:?}", self.seed);
+        assert_eq!(
+            got.as_ref(),
+            self.current.get(&key),
+            "seed {}: get {key:?}",
+            self.seed
+        );
         Ok(())
     }
 
@@ -204,14 +234,26 @@ impl Harness {
             reverse,
             None,
         )?;
-        let range = self.current.range::<Vec<u8>, _>((Bound::Included(&start), Bound::Excluded(&end)));
+        let range = self
+            .current
+            .range::<Vec<u8>, _>((Bound::Included(&start), Bound::Excluded(&end)));
         let expected: Vec<(Vec<u8>, Vec<u8>)> = if reverse {
-            range.rev().take(limit).map(|(k, v)| (k.clone(), v.clone())).collect()
+            range
+                .rev()
+                .take(limit)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
         } else {
-            range.take(limit).map(|(k, v)| (k.clone(), v.clone())).collect()
+            range
+                .take(limit)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
         };
-        let got: Vec<(Vec<u8>, Vec<u8>)> =
-            page.entries.into_iter().map(|e| (e.key, e.value.bytes)).collect();
+        let got: Vec<(Vec<u8>, Vec<u8>)> = page
+            .entries
+            .into_iter()
+            .map(|e| (e.key, e.value.bytes))
+            .collect();
         assert_eq!(got, expected, "seed {}: scan", self.seed);
         Ok(())
     }
@@ -241,7 +283,11 @@ impl Harness {
                 }
                 Ok(_) => self.disk.crash(),
                 Err(error) => {
-                    assert!(self.disk.power_is_out(), "seed {}: recovery failed: {error}", self.seed);
+                    assert!(
+                        self.disk.power_is_out(),
+                        "seed {}: recovery failed: {error}",
+                        self.seed
+                    );
                     self.disk.crash();
                 }
             }
@@ -281,9 +327,15 @@ impl Harness {
         let page = shard
             .scan(Bound::Unbounded, Bound::Unbounded, usize::MAX, false, None)
             .unwrap_or_else(|e| panic!("seed {seed}: full scan: {e}"));
-        let got: BTreeMap<Vec<u8>, Vec<u8>> =
-            page.entries.into_iter().map(|e| (e.key, e.value.bytes)).collect();
-        assert_eq!(got, self.base, "seed {seed}: recovered contents differ from the model at LSN {end}");
+        let got: BTreeMap<Vec<u8>, Vec<u8>> = page
+            .entries
+            .into_iter()
+            .map(|e| (e.key, e.value.bytes))
+            .collect();
+        assert_eq!(
+            got, self.base,
+            "seed {seed}: recovered contents differ from the model at LSN {end}"
+        );
     }
 }
 
@@ -302,8 +354,14 @@ fn seeds() -> Vec<u64> {
     if let Ok(seed) = std::env::var("JUBE_SEED") {
         return vec![seed.parse().expect("JUBE_SEED is a number")];
     }
-    let count = std::env::var("JUBE_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(12);
-    (0..count).collect()
+    let var = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(default)
+    };
+    let start = var("JUBE_SEED_START", 0);
+    (start..start + var("JUBE_SEEDS", 12)).collect()
 }
 
 #[test]
@@ -311,7 +369,10 @@ fn model_with_crashes_anywhere() {
     for seed in seeds() {
         eprintln!("shard model: seed {seed} (replay with JUBE_SEED={seed})");
         let recoveries = run_seed(seed, 10_000);
-        assert!(recoveries > 5, "seed {seed}: only {recoveries} recoveries: the test lost its teeth");
+        assert!(
+            recoveries > 5,
+            "seed {seed}: only {recoveries} recoveries: the test lost its teeth"
+        );
     }
 }
 
@@ -330,7 +391,9 @@ fn a_thousand_writers_share_few_syncs() {
     let before = disk.stats().syncs;
     let mut last = 0;
     for i in 0..1000u32 {
-        last = shard.put(format!("key{i:04}").as_bytes(), b"value", 0).expect("put");
+        last = shard
+            .put(format!("key{i:04}").as_bytes(), b"value", 0)
+            .expect("put");
         if i % 100 == 0 {
             shard.poll().expect("poll");
         }
@@ -363,7 +426,9 @@ fn clean_close_leaves_nothing_to_replay() {
     let disk = SimDisk::new(3, FaultConfig::none());
     let mut shard = open_fresh(&disk, ShardConfig::new(0));
     for i in 0..500u32 {
-        shard.put(format!("key{i:04}").as_bytes(), &[7; 100], 0).expect("put");
+        shard
+            .put(format!("key{i:04}").as_bytes(), &[7; 100], 0)
+            .expect("put");
     }
     shard.close().expect("close");
     disk.crash();
@@ -372,7 +437,10 @@ fn clean_close_leaves_nothing_to_replay() {
     let (mut shard, report) = Shard::open(vfs, ShardConfig::new(0), clock).expect("reopen");
     assert_eq!(report.checkpoint_lsn, 500);
     assert_eq!(report.wal.records_replayed, 0);
-    assert_eq!(shard.get(b"key0499").expect("get").map(|v| v.bytes), Some(vec![7; 100]));
+    assert_eq!(
+        shard.get(b"key0499").expect("get").map(|v| v.bytes),
+        Some(vec![7; 100])
+    );
 }
 
 #[test]
@@ -380,9 +448,15 @@ fn input_limits_are_errors_that_change_nothing() {
     let disk = SimDisk::new(4, FaultConfig::none());
     let mut shard = open_fresh(&disk, ShardConfig::new(0));
     let long_key = vec![b'k'; crate::constants::KEY_SIZE_MAX + 1];
-    assert!(matches!(shard.put(&long_key, b"v", 0), Err(ShardError::KeyTooLarge { .. })));
+    assert!(matches!(
+        shard.put(&long_key, b"v", 0),
+        Err(ShardError::KeyTooLarge { .. })
+    ));
     let big = vec![0; shard.config().tree.value_inline_max() + 1];
-    assert!(matches!(shard.put(b"k", &big, 0), Err(ShardError::ValueTooLarge { .. })));
+    assert!(matches!(
+        shard.put(b"k", &big, 0),
+        Err(ShardError::ValueTooLarge { .. })
+    ));
     assert_eq!(shard.stats().wal.next_lsn, 1, "nothing was logged");
     shard.put(b"k", b"fine", 0).expect("the shard still works");
 }
@@ -397,7 +471,9 @@ fn a_corrupt_page_is_reported_not_served() {
     let mut shard = open_fresh(&disk, config.clone());
     let value = |i: u32| format!("value-{i}").into_bytes();
     for i in 0..2000u32 {
-        shard.put(format!("key{i:05}").as_bytes(), &value(i), 0).expect("put");
+        shard
+            .put(format!("key{i:05}").as_bytes(), &value(i), 0)
+            .expect("put");
     }
     shard.close().expect("close");
     let pages = disk.durable_image("shard-000/pages").expect("page file");
@@ -408,7 +484,10 @@ fn a_corrupt_page_is_reported_not_served() {
     let (mut shard, _) = match Shard::open(vfs, config, clock) {
         Ok(opened) => opened,
         Err(error) => {
-            assert!(error.to_string().contains("shard-000/pages"), "names the file: {error}");
+            assert!(
+                error.to_string().contains("shard-000/pages"),
+                "names the file: {error}"
+            );
             return;
         }
     };
@@ -417,12 +496,18 @@ fn a_corrupt_page_is_reported_not_served() {
         match shard.get(format!("key{i:05}").as_bytes()) {
             Ok(found) => assert_eq!(found.map(|v| v.bytes), Some(value(i)), "never wrong data"),
             Err(error) => {
-                assert!(error.to_string().contains("pages"), "names the file: {error}");
+                assert!(
+                    error.to_string().contains("pages"),
+                    "names the file: {error}"
+                );
                 errors += 1;
                 break;
             }
         }
     }
     let integrity = shard.check_integrity();
-    assert!(errors > 0 || integrity.is_err(), "the flipped byte went unnoticed");
+    assert!(
+        errors > 0 || integrity.is_err(),
+        "the flipped byte went unnoticed"
+    );
 }

@@ -508,7 +508,13 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
     /// Starts flushing the oldest batch; false if it must wait for the next segment.
     fn start_flush(&mut self) -> bool {
         let batch = self.staged.pop_front().expect("flush_due saw a batch");
-        if batch.seq != self.seq && !self.switch_segment(&batch) {
+        let switched = batch.seq == self.seq || self.switch_segment(&batch);
+        if self.poisoned.is_some() {
+            // Preparing the next segment failed and poisoned the log, which dropped every
+            // staged batch: this one goes with them.
+            return false;
+        }
+        if !switched {
             self.staged.push_front(batch);
             return false;
         }
