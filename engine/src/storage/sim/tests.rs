@@ -303,3 +303,28 @@ fn subdirectories_are_separate_namespaces() {
     assert!(shard.exists("pages"));
     assert_eq!(shard.path_of("pages"), "shard-0/pages");
 }
+
+#[test]
+fn a_power_cut_fails_everything_until_the_crash() {
+    let disk = SimDisk::new(13, only("keep"));
+    let mut file = create(&disk, "f");
+    disk.cut_power_after(1);
+    file.write_at(0, block(1))
+        .expect("the last operation before the cut");
+    assert!(disk.power_is_out());
+    assert_eq!(
+        file.sync_data().expect_err("power out").kind,
+        IoErrorKind::Stale
+    );
+    assert_eq!(
+        disk.root().sync_dir().expect_err("power out").kind,
+        IoErrorKind::Stale
+    );
+    disk.crash();
+    assert!(!disk.power_is_out());
+    assert_eq!(
+        read_block(&disk, "f", 0),
+        vec![1; 4096],
+        "unsynced, but kept by this fate"
+    );
+}

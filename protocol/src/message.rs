@@ -1,0 +1,458 @@
+//! Owned Rust types for requests and responses: what the server and clients
+//! work with instead of FlatBuffers tables.
+//!
+//! Invariants:
+//! - A decoded `Request` has passed `Request::validate`: keys, values,
+//!   batches, scan limits, TTLs and tokens are within `constants`.
+//! - A `Response` is either a `Reply` (status `Ok`) or a `Failure` whose
+//!   status is not `Ok`; the type makes the two exclusive.
+//! - The `Reply` variant answering an `Operation` has the same
+//!   `OperationKind`.
+
+use std::fmt;
+use std::ops::Bound;
+
+use crate::constants::{
+    BATCH_ITEMS_MAX, CONTINUATION_SIZE_MAX, KEY_SIZE_MAX, SCAN_LIMIT_MAX, TTL_MS_MAX,
+    VALUE_SIZE_MAX,
+};
+
+/// The status of a response. Codes are the schema's `Status` enum
+/// (protocol/schema/jube.fbs); `Unknown` holds a code this build does not
+/// know, sent by a newer peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    Ok,
+    NotFound,
+    InvalidRequest,
+    KeyTooLarge,
+    ValueTooLarge,
+    FrameTooLarge,
+    TooManyItems,
+    UnsupportedVersion,
+    UnknownOperation,
+    MalformedFrame,
+    Busy,
+    NoSpace,
+    ShardFailed,
+    ShuttingDown,
+    Internal,
+    Unknown(u16),
+}
+
+impl Status {
+    /// Every known status, in code order (code = index).
+    pub const KNOWN: [Status; 15] = [
+        Status::Ok,
+        Status::NotFound,
+        Status::InvalidRequest,
+        Status::KeyTooLarge,
+        Status::ValueTooLarge,
+        Status::FrameTooLarge,
+        Status::TooManyItems,
+        Status::UnsupportedVersion,
+        Status::UnknownOperation,
+        Status::MalformedFrame,
+        Status::Busy,
+        Status::NoSpace,
+        Status::ShardFailed,
+        Status::ShuttingDown,
+        Status::Internal,
+    ];
+
+    /// The wire code.
+    pub fn code(self) -> u16 {
+        match self {
+            Status::Unknown(code) => code,
+            known => {
+                let index = Status::KNOWN
+                    .iter()
+                    .position(|s| *s == known)
+                    .expect("every named status is in KNOWN");
+                u16::try_from(index).expect("KNOWN has fewer than 65536 entries")
+            }
+        }
+    }
+
+    /// The status for a wire code; codes this build does not know become
+    /// `Unknown(code)`.
+    pub fn from_code(code: u16) -> Status {
+        Status::KNOWN
+            .get(usize::from(code))
+            .copied()
+            .unwrap_or(Status::Unknown(code))
+    }
+
+    /// Whether retrying the same request later may succeed.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Status::Busy | Status::ShuttingDown)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Status::Unknown(code) => write!(f, "Unknown({code})"),
+            known => fmt::Debug::fmt(known, f),
+        }
+    }
+}
+
+/// A request: the id the client chose and the operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub id: u64,
+    pub op: Operation,
+}
+
+/// What a request asks for. Adding a variant is a protocol change: append it
+/// to the schema's `Operation` union (docs/protocol.md, "Versioning").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Operation {
+    Ping,
+    Get(Get),
+    Put(Entry),
+    Delete { key: Vec<u8> },
+    MultiGet { keys: Vec<Vec<u8>> },
+    MultiPut { entries: Vec<Entry> },
+    Scan(Scan),
+    Info,
+    Checkpoint,
+}
+
+/// Get one key, optionally with its version and remaining TTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Get {
+    pub key: Vec<u8>,
+    pub with_version: bool,
+    pub with_ttl: bool,
+}
+
+impl Get {
+    /// A plain get of `key`.
+    pub fn new(key: impl Into<Vec<u8>>) -> Get {
+        Get {
+            key: key.into(),
+            with_version: false,
+            with_ttl: false,
+        }
+    }
+}
+
+/// A key and value: a Put, an item of MultiPut, or an item of a scan page
+/// (which leaves `ttl_ms` as `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    /// Time to live in milliseconds; `None` never expires. Never `Some(0)`.
+    pub ttl_ms: Option<u64>,
+}
+
+impl Entry {
+    /// An entry that never expires.
+    pub fn new(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Entry {
+        Entry {
+            key: key.into(),
+            value: value.into(),
+            ttl_ms: None,
+        }
+    }
+}
+
+/// A range scan. See the schema's `Scan` table for the semantics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    pub start: Bound<Vec<u8>>,
+    pub end: Bound<Vec<u8>>,
+    /// Most entries to return; 0 means `SCAN_LIMIT_MAX`.
+    pub limit: u32,
+    pub reverse: bool,
+    /// Token from the previous page's `ScanReply::continuation`.
+    pub continuation: Option<Vec<u8>>,
+}
+
+impl Scan {
+    /// The whole key space, forwards, with the largest page.
+    pub fn all() -> Scan {
+        Scan {
+            start: Bound::Unbounded,
+            end: Bound::Unbounded,
+            limit: 0,
+            reverse: false,
+            continuation: None,
+        }
+    }
+
+    /// The page size the server uses: `limit`, or `SCAN_LIMIT_MAX` for 0.
+    pub fn limit_effective(&self) -> u32 {
+        if self.limit == 0 {
+            SCAN_LIMIT_MAX
+        } else {
+            self.limit
+        }
+    }
+}
+
+/// The operation a request or reply is about, without its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OperationKind {
+    Ping,
+    Get,
+    Put,
+    Delete,
+    MultiGet,
+    MultiPut,
+    Scan,
+    Info,
+    Checkpoint,
+}
+
+impl Operation {
+    pub fn kind(&self) -> OperationKind {
+        match self {
+            Operation::Ping => OperationKind::Ping,
+            Operation::Get(_) => OperationKind::Get,
+            Operation::Put(_) => OperationKind::Put,
+            Operation::Delete { .. } => OperationKind::Delete,
+            Operation::MultiGet { .. } => OperationKind::MultiGet,
+            Operation::MultiPut { .. } => OperationKind::MultiPut,
+            Operation::Scan(_) => OperationKind::Scan,
+            Operation::Info => OperationKind::Info,
+            Operation::Checkpoint => OperationKind::Checkpoint,
+        }
+    }
+}
+
+impl Request {
+    /// Checks every limit of `constants` and the field rules of the schema.
+    /// Decoding runs this on every request; the client runs it before
+    /// sending, so a bad request fails locally with the status the server
+    /// would have answered.
+    pub fn validate(&self) -> Result<(), Failure> {
+        match &self.op {
+            Operation::Ping | Operation::Info | Operation::Checkpoint => Ok(()),
+            Operation::Get(get) => validate_key(&get.key),
+            Operation::Put(entry) => validate_entry(entry),
+            Operation::Delete { key } => validate_key(key),
+            Operation::MultiGet { keys } => {
+                validate_batch(keys.len())?;
+                keys.iter().try_for_each(|key| validate_key(key))
+            }
+            Operation::MultiPut { entries } => {
+                validate_batch(entries.len())?;
+                entries.iter().try_for_each(validate_entry)
+            }
+            Operation::Scan(scan) => validate_scan(scan),
+        }
+    }
+}
+
+fn validate_key(key: &[u8]) -> Result<(), Failure> {
+    if key.is_empty() {
+        return Err(Failure::new(Status::InvalidRequest, "key is empty"));
+    }
+    if key.len() > KEY_SIZE_MAX {
+        return Err(Failure::new(
+            Status::KeyTooLarge,
+            format!("key is {} bytes, the maximum is {KEY_SIZE_MAX}", key.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_entry(entry: &Entry) -> Result<(), Failure> {
+    validate_key(&entry.key)?;
+    if entry.value.len() > VALUE_SIZE_MAX {
+        return Err(Failure::new(
+            Status::ValueTooLarge,
+            format!(
+                "value is {} bytes, the maximum is {VALUE_SIZE_MAX}",
+                entry.value.len()
+            ),
+        ));
+    }
+    match entry.ttl_ms {
+        Some(0) => Err(Failure::new(
+            Status::InvalidRequest,
+            "ttl_ms is 0: omit it for no expiry",
+        )),
+        Some(ttl_ms) if ttl_ms > TTL_MS_MAX => Err(Failure::new(
+            Status::InvalidRequest,
+            format!("ttl_ms is {ttl_ms}, the maximum is {TTL_MS_MAX}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn validate_batch(count: usize) -> Result<(), Failure> {
+    if count > BATCH_ITEMS_MAX {
+        return Err(Failure::new(
+            Status::TooManyItems,
+            format!("batch has {count} items, the maximum is {BATCH_ITEMS_MAX}"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_scan(scan: &Scan) -> Result<(), Failure> {
+    for bound in [&scan.start, &scan.end] {
+        if let Bound::Included(key) | Bound::Excluded(key) = bound {
+            validate_key(key)?;
+        }
+    }
+    if scan.limit > SCAN_LIMIT_MAX {
+        return Err(Failure::new(
+            Status::TooManyItems,
+            format!(
+                "scan limit is {}, the maximum is {SCAN_LIMIT_MAX}",
+                scan.limit
+            ),
+        ));
+    }
+    if let Some(token) = &scan.continuation {
+        if token.len() > CONTINUATION_SIZE_MAX {
+            return Err(Failure::new(
+                Status::InvalidRequest,
+                format!(
+                    "continuation token is {} bytes, the maximum is {CONTINUATION_SIZE_MAX}",
+                    token.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A response: the request's id and either a reply or a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The request's id; 0 when the request was too broken to read it.
+    pub request_id: u64,
+    pub outcome: Result<Reply, Failure>,
+}
+
+impl Response {
+    pub fn ok(request_id: u64, reply: Reply) -> Response {
+        Response {
+            request_id,
+            outcome: Ok(reply),
+        }
+    }
+
+    /// A failed response. Panics if `status` is `Ok` (a bug in the caller).
+    pub fn error(request_id: u64, status: Status, message: impl Into<String>) -> Response {
+        Response {
+            request_id,
+            outcome: Err(Failure::new(status, message)),
+        }
+    }
+
+    /// `Status::Ok` for a reply, else the failure's status.
+    pub fn status(&self) -> Status {
+        match &self.outcome {
+            Ok(_) => Status::Ok,
+            Err(failure) => failure.status,
+        }
+    }
+}
+
+/// Why a request failed: a status other than `Ok` and a message for humans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub status: Status,
+    pub message: String,
+}
+
+impl Failure {
+    /// Panics if `status` is `Ok`: a failure with status Ok is a bug.
+    pub fn new(status: Status, message: impl Into<String>) -> Failure {
+        assert!(status != Status::Ok, "a Failure cannot have status Ok");
+        Failure {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.status, self.message)
+    }
+}
+
+/// The result of a successful operation; one variant per `Operation`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    Ping,
+    Get(GetReply),
+    Put,
+    Delete,
+    /// One per requested key, in request order; `None` for a missing key.
+    MultiGet {
+        values: Vec<Option<Vec<u8>>>,
+    },
+    MultiPut,
+    Scan(ScanReply),
+    Info(InfoReply),
+    Checkpoint(CheckpointReply),
+}
+
+impl Reply {
+    pub fn kind(&self) -> OperationKind {
+        match self {
+            Reply::Ping => OperationKind::Ping,
+            Reply::Get(_) => OperationKind::Get,
+            Reply::Put => OperationKind::Put,
+            Reply::Delete => OperationKind::Delete,
+            Reply::MultiGet { .. } => OperationKind::MultiGet,
+            Reply::MultiPut => OperationKind::MultiPut,
+            Reply::Scan(_) => OperationKind::Scan,
+            Reply::Info(_) => OperationKind::Info,
+            Reply::Checkpoint(_) => OperationKind::Checkpoint,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetReply {
+    pub value: Vec<u8>,
+    /// Only if asked for and known.
+    pub version: Option<u64>,
+    /// Only if asked for and the key has a TTL.
+    pub ttl_remaining_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanReply {
+    pub entries: Vec<Entry>,
+    /// `Some` if the range may hold more: pass it in the next `Scan`.
+    pub continuation: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InfoReply {
+    pub server_version: String,
+    pub uptime_ms: u64,
+    pub shard_count: u32,
+    pub core_count: u32,
+    pub sections: Vec<InfoSection>,
+}
+
+/// A named group of metrics: "total", "shard.0", ...
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InfoSection {
+    pub name: String,
+    pub metrics: Vec<Metric>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metric {
+    pub name: String,
+    pub value: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CheckpointReply {
+    pub duration_us: u64,
+}
