@@ -6,7 +6,8 @@
 //! scan (forward and reverse, random bounds, small limits, resumed through continuations),
 //! blocking commits, sliced commits whose steps interleave with other operations, clean restarts,
 //! crashes at any point (also in the middle of a sliced commit), and short bursts of injected
-//! write and sync errors. Pages are 4 KiB and the cache holds six pages, so splits, merges,
+//! write and sync errors, and power cuts a few I/O operations ahead (so crashes land inside
+//! commits: between page writes, before or after the sync, around the superblock write). Pages are 4 KiB and the cache holds six pages, so splits, merges,
 //! redistributions, copy-on-write, spills and evictions happen on almost every operation. Key and
 //! value sizes range up to their limits so pages hold anywhere from two to hundreds of records.
 //!
@@ -73,6 +74,8 @@ struct Sim {
     /// Operations left in the current burst of injected I/O errors.
     fault_burst: u32,
     poisoned: bool,
+    /// A power cut is scheduled or has happened; I/O errors are expected until the crash.
+    power_cut: bool,
     reopens: u64,
     /// Injected write errors already made harmless by a sync (see `restart`).
     write_errors_synced: u64,
@@ -94,6 +97,7 @@ struct Totals {
     commits: u64,
     height_max: u64,
     reopens: u64,
+    power_cuts: u64,
 }
 
 impl Totals {
@@ -118,6 +122,7 @@ impl Totals {
         self.evictions += other.evictions;
         self.commits += other.commits;
         self.reopens += other.reopens;
+        self.power_cuts += other.power_cuts;
         self.height_max = height_max;
     }
 }
@@ -150,6 +155,7 @@ impl Sim {
             prefix_size,
             fault_burst: 0,
             poisoned: false,
+            power_cut: false,
             reopens: 0,
             write_errors_synced: 0,
             restart_per_mille: 0,
@@ -196,6 +202,10 @@ impl Sim {
         let phase_ops = self.rng.gen_range(500..3000);
         for op in 0..ops {
             self.maybe_toggle_faults();
+            if self.power_cut && self.disk.power_is_out() {
+                self.restart(true);
+                continue;
+            }
             // Alternate growing and shrinking phases, so trees get tall and then merge back down.
             let growing = (op / phase_ops) % 2 == 0;
             let put_weight = if growing { 550 } else { 250 };
@@ -215,7 +225,7 @@ impl Sim {
                     }
                 }
                 _ => {
-                    let crash = self.rng.gen_bool(0.7);
+                    let crash = self.rng.gen_bool(0.7) || self.power_cut;
                     self.restart(crash);
                 }
             }
@@ -231,7 +241,15 @@ impl Sim {
             if self.fault_burst == 0 {
                 self.disk.set_faults(FaultConfig::crashes());
             }
-        } else if self.rng.gen_range(0..2000) == 0 {
+        } else if !self.power_cut
+            && self.disk.stats().injected_write_errors == self.write_errors_synced
+            && self.rng.gen_range(0..400) == 0
+        {
+            // Power fails after a few more operations: possibly inside a commit, between its page
+            // writes, syncs and superblock write.
+            self.power_cut = true;
+            self.disk.cut_power_after(self.rng.gen_range(1..40));
+        } else if !self.power_cut && self.rng.gen_range(0..2000) == 0 {
             self.fault_burst = self.rng.gen_range(1..30);
             let faults = FaultConfig {
                 write_eio_ppm: 50_000,
@@ -245,11 +263,13 @@ impl Sim {
     /// Records an error: I/O errors poison the tree; anything else is a bug.
     fn on_error(&mut self, err: TreeError, during_commit: bool) {
         match err {
-            TreeError::Io { .. } if self.fault_burst > 0 => {
-                self.poisoned = true;
-                if !during_commit {
-                    // A failed spill cannot complete a commit in flight: it stays unfinished.
-                }
+            TreeError::Io { .. } if self.fault_burst > 0 || self.power_cut => {
+                // Failed reads leave the tree usable; failed writes and syncs poison it.
+                self.poisoned = self.tree().is_poisoned();
+                assert!(
+                    self.poisoned || !during_commit,
+                    "a failed commit must poison the tree"
+                );
             }
             TreeError::Poisoned { .. } if self.poisoned => {}
             other => panic!("unexpected error: {other}"),
@@ -419,6 +439,7 @@ impl Sim {
     /// Drops the tree (after a simulated power loss if `crash`) and reopens it.
     fn restart(&mut self, crash: bool) {
         let stats = self.tree().stats();
+        self.totals.power_cuts += u64::from(self.power_cut);
         self.totals.add(&stats);
         drop(self.tree.take());
         self.disk.set_faults(FaultConfig::crashes());
@@ -428,9 +449,10 @@ impl Sim {
         // after injected write errors, restart cleanly; `Tree::open` syncs, clearing the list.
         let write_errors = self.disk.stats().injected_write_errors;
         let unsynced_failed_write = write_errors > self.write_errors_synced;
-        if crash && !unsynced_failed_write {
+        if (crash && !unsynced_failed_write) || self.power_cut {
             self.disk.crash();
         }
+        self.power_cut = false;
         let (tree, info) = Tree::open(&mut self.vfs, config()).expect("reopen after crash");
         self.tree = Some(tree);
         self.reopens += 1;
@@ -467,7 +489,9 @@ impl Sim {
         match tree.check_integrity() {
             Ok(()) => assert_eq!(tree.key_count(), self.live.len() as u64, "key count"),
             // Reading pages for the check may spill dirty ones, and a spill may fail.
-            Err(err @ TreeError::Io { .. }) if self.fault_burst > 0 => self.on_error(err, false),
+            Err(err @ TreeError::Io { .. }) if self.fault_burst > 0 || self.power_cut => {
+                self.on_error(err, false)
+            }
             Err(err) => panic!("check_integrity: {err}"),
         }
     }
@@ -545,6 +569,7 @@ fn tree_matches_model_across_crashes() {
             ("evictions", all.evictions),
             ("commits", all.commits),
             ("reopens", all.reopens),
+            ("power cuts", all.power_cuts),
         ] {
             assert!(count >= 10, "only {count} {what} in the whole run: {all:?}");
         }

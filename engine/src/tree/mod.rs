@@ -311,6 +311,11 @@ impl<F: Storage> Tree<F> {
         self.pager.commit_in_flight()
     }
 
+    /// Whether an earlier failed write or sync has poisoned the tree (reopen to recover).
+    pub fn is_poisoned(&self) -> bool {
+        self.pager.check_usable().is_err()
+    }
+
     /// The generation of the last durable commit.
     pub fn durable_generation(&self) -> u64 {
         self.pager.durable().generation
