@@ -288,6 +288,15 @@ impl SimDisk {
         self.state.borrow_mut().power_left = Some(ops);
     }
 
+    /// Cancels a scheduled power cut that has not happened yet (one that has stays until
+    /// [`SimDisk::crash`]).
+    pub fn cancel_power_cut(&self) {
+        let mut state = self.state.borrow_mut();
+        if state.power_left != Some(0) {
+            state.power_left = None;
+        }
+    }
+
     /// Whether a scheduled power cut has happened.
     pub fn power_is_out(&self) -> bool {
         self.state.borrow().power_left == Some(0)
@@ -443,6 +452,9 @@ impl DiskState {
                     fate += 1;
                 }
                 let sectors = data.len().div_ceil(SECTOR_SIZE);
+                if sectors == 0 {
+                    return;
+                }
                 match fate {
                     0 => {}
                     1 => return,

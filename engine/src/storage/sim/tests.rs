@@ -328,3 +328,19 @@ fn a_power_cut_fails_everything_until_the_crash() {
         "unsynced, but kept by this fate"
     );
 }
+
+/// Regression: a failed write that landed no sector at all, then torn or garbled at the crash,
+/// used to panic sampling an empty range of sectors.
+#[test]
+fn a_crash_after_a_failed_empty_write_does_not_panic() {
+    for seed in 0..64 {
+        let mut faults = only("torn");
+        faults.crash_garble_weight = 1;
+        let disk = SimDisk::new(seed, faults.clone());
+        let mut file = create(&disk, "f");
+        faults.write_eio_ppm = 1_000_000;
+        disk.set_faults(faults);
+        let _ = file.write_at(0, block(1));
+        disk.crash();
+    }
+}
