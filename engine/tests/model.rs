@@ -77,8 +77,6 @@ struct Sim {
     /// A power cut is scheduled or has happened; I/O errors are expected until the crash.
     power_cut: bool,
     reopens: u64,
-    /// Injected write errors already made harmless by a sync (see `restart`).
-    write_errors_synced: u64,
     /// Per mille of operations that restart or crash (varies per seed: short or long lives).
     restart_per_mille: u32,
     /// Counters summed over every incarnation of the tree, for the coverage assertions.
@@ -157,7 +155,6 @@ impl Sim {
             poisoned: false,
             power_cut: false,
             reopens: 0,
-            write_errors_synced: 0,
             restart_per_mille: 0,
             totals: Totals::default(),
         }
@@ -241,10 +238,7 @@ impl Sim {
             if self.fault_burst == 0 {
                 self.disk.set_faults(FaultConfig::crashes());
             }
-        } else if !self.power_cut
-            && self.disk.stats().injected_write_errors == self.write_errors_synced
-            && self.rng.gen_range(0..400) == 0
-        {
+        } else if !self.power_cut && self.rng.gen_range(0..400) == 0 {
             // Power fails after a few more operations: possibly inside a commit, between its page
             // writes, syncs and superblock write.
             self.power_cut = true;
@@ -444,12 +438,7 @@ impl Sim {
         drop(self.tree.take());
         self.disk.set_faults(FaultConfig::crashes());
         self.fault_burst = 0;
-        // Workaround for a SimDisk bug: a failed write that landed zero sectors leaves an empty
-        // unsynced write, and a crash then panics drawing a torn length from an empty range. So
-        // after injected write errors, restart cleanly; `Tree::open` syncs, clearing the list.
-        let write_errors = self.disk.stats().injected_write_errors;
-        let unsynced_failed_write = write_errors > self.write_errors_synced;
-        if (crash && !unsynced_failed_write) || self.power_cut {
+        if crash || self.power_cut {
             self.disk.crash();
         }
         self.power_cut = false;
@@ -478,7 +467,6 @@ impl Sim {
         self.poisoned = false;
         self.check();
         self.compare_all();
-        self.write_errors_synced = write_errors;
     }
 
     fn check(&mut self) {
