@@ -78,17 +78,17 @@ pub const fn page_usable_size(page_size: usize) -> usize {
 
 const _: () = assert!(PAGE_SIZE_MIN.is_power_of_two() && PAGE_SIZE_MAX.is_power_of_two());
 const _: () = assert!(
-    PAGE_SIZE_MIN % IO_ALIGN == 0,
+    PAGE_SIZE_MIN.is_multiple_of(IO_ALIGN),
     "a page must be whole O_DIRECT blocks"
 );
-const _: () = assert!(PAGE_SIZE_MIN % SECTOR_SIZE == 0);
+const _: () = assert!(PAGE_SIZE_MIN.is_multiple_of(SECTOR_SIZE));
 const _: () = assert!(
     PAGE_SIZE_MAX <= u16::MAX as usize + 1,
     "slot offsets are u16"
 );
 const _: () = assert!(PAGE_SIZE_DEFAULT >= PAGE_SIZE_MIN && PAGE_SIZE_DEFAULT <= PAGE_SIZE_MAX);
-const _: () = assert!(SUPERBLOCK_SIZE % IO_ALIGN == 0);
-const _: () = assert!(PAGES_OFFSET % IO_ALIGN as u64 == 0);
+const _: () = assert!(SUPERBLOCK_SIZE.is_multiple_of(IO_ALIGN));
+const _: () = assert!(PAGES_OFFSET.is_multiple_of(IO_ALIGN as u64));
 // A branch of the smallest page holds at least four maximum-size separators.
 const _: () = assert!(4 * BRANCH_RECORD_SIZE_MAX <= page_usable_size(PAGE_SIZE_MIN));
 // A leaf of the smallest page holds two maximum records, so splitting a full leaf plus one record

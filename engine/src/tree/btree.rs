@@ -151,6 +151,7 @@ impl<F: Storage> Tree<F> {
         let usable = page_usable_size(buf.len());
         let cut = split_point(&records, usable, page_type);
         let right = self.pager.new_page(page_type, level)?;
+        self.counters.splits += 1;
         let (separator, right_child0, right_from) = match page_type {
             PageType::Leaf => {
                 let left_last = page::record_key(page_type, &records[cut - 1]);
@@ -238,6 +239,7 @@ impl<F: Storage> Tree<F> {
             self.pager.free_page(self.root);
             self.root = child;
             self.height -= 1;
+            self.counters.root_collapses += 1;
         }
         Ok(())
     }
@@ -277,9 +279,11 @@ impl<F: Storage> Tree<F> {
             );
             page::remove_record(self.pager.page_mut(parent)?, left_index);
             self.pager.free_page(right);
+            self.counters.merges += 1;
             return Ok(true);
         }
         let cut = split_point(&records, usable, page_type);
+        self.counters.redistributions += 1;
         let (new_separator, right_child0, right_from) = match page_type {
             PageType::Leaf => (
                 shortest_separator(

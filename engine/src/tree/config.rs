@@ -76,6 +76,14 @@ pub struct TreeStats {
     pub pages_read: u64,
     pub pages_written: u64,
     pub commits: u64,
+    /// Page splits (a new root counts as a split of the old one).
+    pub splits: u64,
+    /// Pages merged into a sibling on underflow.
+    pub merges: u64,
+    /// Sibling pairs whose records were redistributed on underflow.
+    pub redistributions: u64,
+    /// Times the root branch was replaced by its only child.
+    pub root_collapses: u64,
     /// Gauge: the tree's height (1 = root is a leaf).
     pub tree_height: u64,
     /// Gauge: keys in the tree.

@@ -72,6 +72,8 @@ pub struct Tree<F: Storage> {
     height: usize,
     key_count: u64,
     version_last: u64,
+    /// Structural counters (splits, merges, ...) kept by the tree code, merged into `stats()`.
+    counters: TreeStats,
 }
 
 impl<F: Storage> Tree<F> {
@@ -113,6 +115,7 @@ impl<F: Storage> Tree<F> {
             height: 1,
             key_count: 0,
             version_last: 0,
+            counters: TreeStats::default(),
         })
     }
 
@@ -125,6 +128,13 @@ impl<F: Storage> Tree<F> {
                 doing: "opening the page file",
                 source,
             })?;
+        // What a previous incarnation wrote may sit in the OS cache without being durable (its
+        // sync may have failed before it was poisoned). Make it durable before trusting it: a
+        // later commit overwrites the other superblock slot, which may hold the only durable one.
+        file.sync_data().map_err(|source| TreeError::Io {
+            doing: "syncing the page file at open",
+            source,
+        })?;
         let sb = Pager::read_superblock(&mut file)?;
         let mismatch = |detail: String| TreeError::ConfigMismatch {
             file: file.path().to_string(),
@@ -150,6 +160,7 @@ impl<F: Storage> Tree<F> {
             height: sb.tree_height as usize,
             key_count: sb.key_count,
             version_last: sb.version_last,
+            counters: TreeStats::default(),
         };
         let reachable = tree.reachable_pages()?;
         tree.pager.set_reachable(&reachable);
@@ -300,6 +311,11 @@ impl<F: Storage> Tree<F> {
         self.pager.commit_in_flight()
     }
 
+    /// Whether an earlier failed write or sync has poisoned the tree (reopen to recover).
+    pub fn is_poisoned(&self) -> bool {
+        self.pager.check_usable().is_err()
+    }
+
     /// The generation of the last durable commit.
     pub fn durable_generation(&self) -> u64 {
         self.pager.durable().generation
@@ -317,6 +333,10 @@ impl<F: Storage> Tree<F> {
         let mut stats = self.pager.stats();
         stats.tree_height = self.height as u64;
         stats.key_count = self.key_count;
+        stats.splits = self.counters.splits;
+        stats.merges = self.counters.merges;
+        stats.redistributions = self.counters.redistributions;
+        stats.root_collapses = self.counters.root_collapses;
         stats
     }
 }

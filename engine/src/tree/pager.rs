@@ -435,6 +435,10 @@ impl<F: Storage> Pager<F> {
             .collect();
         for epoch in released {
             let ids = self.pending_free.remove(&epoch).expect("key listed");
+            for &id in &ids {
+                // A page freed while its commit was in flight stayed cached until written.
+                self.cache.remove(id);
+            }
             self.free.extend(ids);
         }
         self.stats.commits += 1;

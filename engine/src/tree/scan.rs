@@ -55,7 +55,7 @@ impl Range<'_> {
     }
 }
 
-fn bound_key<'a>(bound: Bound<&'a [u8]>) -> Option<&'a [u8]> {
+fn bound_key(bound: Bound<&[u8]>) -> Option<&[u8]> {
     match bound {
         Bound::Included(key) | Bound::Excluded(key) => Some(key),
         Bound::Unbounded => None,

@@ -33,6 +33,23 @@ pub mod field {
     pub const RESERVED: usize = 72;
     pub const RESERVED_END: usize = super::SUPERBLOCK_SIZE - 4;
     pub const CRC: usize = super::SUPERBLOCK_SIZE - 4;
+
+    /// Every field with its offset, for the format-table test.
+    pub const OFFSETS: [(&str, usize); 13] = [
+        ("magic", MAGIC),
+        ("format_version", FORMAT_VERSION),
+        ("page_size", PAGE_SIZE),
+        ("generation", GENERATION),
+        ("root_page_id", ROOT_PAGE_ID),
+        ("tree_height", TREE_HEIGHT),
+        ("shard_id", SHARD_ID),
+        ("page_count", PAGE_COUNT),
+        ("key_count", KEY_COUNT),
+        ("checkpoint_lsn", CHECKPOINT_LSN),
+        ("version_last", VERSION_LAST),
+        ("reserved", RESERVED),
+        ("crc32c", CRC),
+    ];
 }
 
 /// The decoded contents of one superblock slot.
