@@ -35,7 +35,7 @@ fn entry(i: u32) -> (Vec<u8>, Vec<u8>, u64) {
     let value = format!("value {i} ")
         .repeat(1 + (i as usize % 7))
         .into_bytes();
-    let expiry = if i % 5 == 0 {
+    let expiry = if i.is_multiple_of(5) {
         1_700_000_000_000 + u64::from(i)
     } else {
         0
