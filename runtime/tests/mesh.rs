@@ -35,7 +35,12 @@ fn load(rt: &Runtime) {
                 received += endpoint.recv_batch(&mut batch, 256).await as u64;
                 for &(from, (origin, seq)) in &batch {
                     assert_eq!(from, origin, "message attributed to the wrong sender");
-                    assert_eq!(seq, next[from], "lane {from}->{} out of order", endpoint.core());
+                    assert_eq!(
+                        seq,
+                        next[from],
+                        "lane {from}->{} out of order",
+                        endpoint.core()
+                    );
                     next[from] += 1;
                 }
             }
@@ -58,7 +63,12 @@ fn mesh_delivers_everything_in_order_under_load() {
 
 #[test]
 fn mesh_works_with_eventfd_wakeups() {
-    let rt = Runtime::builder().cores(2).pin(false).msg_ring(false).build().unwrap();
+    let rt = Runtime::builder()
+        .cores(2)
+        .pin(false)
+        .msg_ring(false)
+        .build()
+        .unwrap();
     assert!(!rt.features().msg_ring);
     load(&rt);
 }
@@ -89,7 +99,10 @@ fn full_lanes_push_back_without_dropping() {
         while endpoint.try_send(1, value).is_ok() {
             value += 1;
         }
-        assert_eq!(value, MESH_QUEUE_CAPACITY as u64, "a lane holds exactly its capacity");
+        assert_eq!(
+            value, MESH_QUEUE_CAPACITY as u64,
+            "a lane holds exactly its capacity"
+        );
         assert_eq!(endpoint.try_send(1, value), Err(TrySendError::Full(value)));
         // send() waits for room instead of failing or dropping.
         while value < 3 * MESH_QUEUE_CAPACITY as u64 {
@@ -99,12 +112,18 @@ fn full_lanes_push_back_without_dropping() {
         tx.send(("sent", value)).unwrap();
     })
     .unwrap();
-    let mut results: Vec<_> = (0..2).map(|_| rx.recv_timeout(Duration::from_secs(20)).unwrap()).collect();
+    let mut results: Vec<_> = (0..2)
+        .map(|_| rx.recv_timeout(Duration::from_secs(20)).unwrap())
+        .collect();
     results.sort();
     let total = 3 * MESH_QUEUE_CAPACITY as u64;
     assert_eq!(results, vec![("received", total), ("sent", total)]);
     // Batching: far fewer wakeups than messages.
-    assert!(rt.wakeups_sent(1) < total / 4, "{} wakeups for {total} messages", rt.wakeups_sent(1));
+    assert!(
+        rt.wakeups_sent(1) < total / 4,
+        "{} wakeups for {total} messages",
+        rt.wakeups_sent(1)
+    );
 }
 
 #[test]

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 async fn serve(mut listener: TcpListener) {
     loop {
-        let Ok(stream) = listener.accept().await else { continue };
+        let Ok(stream) = listener.accept().await else {
+            continue;
+        };
         spawn(async move {
             let mut buf = vec![0u8; 4096];
             loop {
@@ -58,9 +60,13 @@ fn echo_over_loopback_with_reuseport_listeners() {
         .map(|client| {
             std::thread::spawn(move || {
                 let mut stream = std::net::TcpStream::connect(addr).unwrap();
-                stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
                 for round in 0..50 {
-                    let message: Vec<u8> = (0..100 + round).map(|i| (client * 7 + round + i) as u8).collect();
+                    let message: Vec<u8> = (0..100 + round)
+                        .map(|i| (client * 7 + round + i) as u8)
+                        .collect();
                     stream.write_all(&message).unwrap();
                     let mut echoed = vec![0u8; message.len()];
                     stream.read_exact(&mut echoed).unwrap();
@@ -108,7 +114,8 @@ fn dropping_a_pending_recv_releases_its_operation() {
         let stream = listener.accept().await.unwrap();
         let baseline = ops_in_flight();
         // A recv that will never complete (the client sends nothing), abandoned by a timeout.
-        let outcome = jube_runtime::timeout(Duration::from_millis(10), stream.recv(vec![0u8; 64])).await;
+        let outcome =
+            jube_runtime::timeout(Duration::from_millis(10), stream.recv(vec![0u8; 64])).await;
         assert!(outcome.is_err());
         for _ in 0..100 {
             if ops_in_flight() <= baseline {
@@ -116,7 +123,10 @@ fn dropping_a_pending_recv_releases_its_operation() {
             }
             sleep(Duration::from_millis(1)).await;
         }
-        assert!(ops_in_flight() <= baseline, "abandoned recv still in the ring");
+        assert!(
+            ops_in_flight() <= baseline,
+            "abandoned recv still in the ring"
+        );
         drop(listener);
         true
     });
