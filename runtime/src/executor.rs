@@ -14,8 +14,8 @@
 //!   drained: no buffer is freed while the kernel may still use it.
 
 use crate::constants::{
-    BACKGROUND_PER_BUSY_TICK_MAX, DRAIN_TIMEOUT, FOREGROUND_BATCH_MAX, IDLE_SPIN,
-    INJECT_QUEUE_CAPACITY, TASKS_PER_CORE_MAX,
+    BACKGROUND_PER_BUSY_TICK_MAX, DRAIN_TIMEOUT, FOREGROUND_BATCH_MAX, INJECT_QUEUE_CAPACITY,
+    TASKS_PER_CORE_MAX,
 };
 use crate::reactor::{submit_async, Reactor};
 use crate::sys::fd::{eventfd, eventfd_signal};
@@ -160,6 +160,7 @@ pub(crate) struct Core {
     tasks: RefCell<HashMap<u64, Task<()>>>,
     next_task_id: Cell<u64>,
     inboxes: RefCell<Vec<Weak<dyn Inbox>>>,
+    idle_spin: std::time::Duration,
 }
 
 thread_local! {
@@ -284,7 +285,12 @@ where
 }
 
 impl Core {
-    pub fn new(shared: Arc<CoreShared>, all: Arc<[Arc<CoreShared>]>, reactor: Rc<Reactor>) -> Core {
+    pub fn new(
+        shared: Arc<CoreShared>,
+        all: Arc<[Arc<CoreShared>]>,
+        reactor: Rc<Reactor>,
+        idle_spin: std::time::Duration,
+    ) -> Core {
         Core {
             shared,
             all,
@@ -294,6 +300,7 @@ impl Core {
             tasks: RefCell::new(HashMap::new()),
             next_task_id: Cell::new(0),
             inboxes: RefCell::new(Vec::new()),
+            idle_spin,
         }
     }
 
@@ -472,9 +479,10 @@ impl Core {
             || self.shared.stopping.load(Ordering::Acquire)
     }
 
-    /// Spins on the ring and the inbound queues for [`IDLE_SPIN`], then sleeps in the ring.
+    /// Spins on the ring and the inbound queues for the idle spin (default
+    /// [`crate::constants::IDLE_SPIN`]), then sleeps in the ring.
     fn idle(&self) {
-        let spin_until = Instant::now() + IDLE_SPIN;
+        let spin_until = Instant::now() + self.idle_spin;
         loop {
             if self.reactor.turn(false) > 0 || self.has_any_work() {
                 return;

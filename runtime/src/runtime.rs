@@ -4,7 +4,7 @@
 //! target descriptor is known before any message is sent) or returns the first failure, with every
 //! started core stopped again; dropping the runtime stops and joins every core.
 
-use crate::constants::CORES_MAX;
+use crate::constants::{CORES_MAX, IDLE_SPIN};
 use crate::error::RuntimeError;
 use crate::executor::{self, Core, CoreShared, Job, SpawnError};
 use crate::mesh::Mesh;
@@ -23,6 +23,7 @@ pub struct Builder {
     cores: usize,
     pin: bool,
     reactor: ReactorOptions,
+    idle_spin: std::time::Duration,
 }
 
 impl Builder {
@@ -58,6 +59,13 @@ impl Builder {
         self
     }
 
+    /// How long an idle core polls before sleeping in the ring (default
+    /// [`crate::constants::IDLE_SPIN`]; zero sleeps at once). Benchmarks compare the two.
+    pub fn idle_spin(mut self, spin: std::time::Duration) -> Builder {
+        self.idle_spin = spin;
+        self
+    }
+
     /// Starts the cores.
     pub fn build(self) -> Result<Runtime, RuntimeError> {
         Runtime::start(self)
@@ -77,6 +85,7 @@ impl Runtime {
             cores: 1,
             pin: true,
             reactor: ReactorOptions::default(),
+            idle_spin: IDLE_SPIN,
         }
     }
 
@@ -118,9 +127,10 @@ impl Runtime {
             let all = shared.clone();
             let ready = ready_tx.clone();
             let options = config.reactor;
+            let idle_spin = config.idle_spin;
             let spawned = thread::Builder::new()
                 .name(format!("jube-core-{core}"))
-                .spawn(move || core_main(core, cpu, all, options, ready));
+                .spawn(move || core_main(core, cpu, all, options, idle_spin, ready));
             match spawned {
                 Ok(handle) => runtime.threads.push(Some(handle)),
                 Err(err) => {
@@ -286,6 +296,7 @@ fn core_main(
     cpu: Option<core_affinity::CoreId>,
     all: Arc<[Arc<CoreShared>]>,
     options: ReactorOptions,
+    idle_spin: std::time::Duration,
     ready: Ready,
 ) {
     if let Some(cpu) = cpu {
@@ -312,6 +323,6 @@ fn core_main(
     let shared = all[core].clone();
     let _ = shared.ring_fd.set(ring_fd);
     let _ = ready.send(Ok(features));
-    let core_state = Rc::new(Core::new(shared, all, reactor));
+    let core_state = Rc::new(Core::new(shared, all, reactor, idle_spin));
     executor::enter(core_state, |core| core.run());
 }
