@@ -19,7 +19,11 @@ const ROUND_TRIPS: usize = 20_000;
 const MESSAGES: u64 = 2_000_000;
 
 fn mesh_round_trips(spin: Duration) -> Vec<f64> {
-    let rt = Runtime::builder().cores(2).idle_spin(spin).build().expect("runtime");
+    let rt = Runtime::builder()
+        .cores(2)
+        .idle_spin(spin)
+        .build()
+        .expect("runtime");
     let mesh = rt.mesh::<u64>();
     let echo_mesh = mesh.clone();
     rt.spawn_on(1, move || async move {
@@ -110,7 +114,10 @@ fn thread_throughput() -> f64 {
 }
 
 fn main() {
-    let rounds: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(3);
+    let rounds: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
     let mut latency: [Vec<(f64, f64)>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     let mut throughput: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
     let mut wakeups = Vec::new();
@@ -121,7 +128,10 @@ fn main() {
             mesh_round_trips(Duration::ZERO),
         ];
         for (index, mut samples) in runs.into_iter().enumerate() {
-            latency[index].push((percentile(&mut samples, 50.0), percentile(&mut samples, 99.0)));
+            latency[index].push((
+                percentile(&mut samples, 50.0),
+                percentile(&mut samples, 99.0),
+            ));
         }
         throughput[0].push(thread_throughput());
         let (rate, woken) = mesh_throughput();
@@ -141,14 +151,23 @@ fn main() {
         let p99 = summarize(&latency[index].iter().map(|l| l.1).collect::<Vec<_>>());
         println!(
             "| {label} | {:.1} ({:.1}..{:.1}) | {:.1} ({:.1}..{:.1}) | {:.2}x |",
-            p50.median, p50.min, p50.max, p99.median, p99.min, p99.max, p50.median / base_p50
+            p50.median,
+            p50.min,
+            p50.max,
+            p99.median,
+            p99.min,
+            p99.max,
+            p50.median / base_p50
         );
     }
     let base = summarize(&throughput[0]);
     let mesh = summarize(&throughput[1]);
     println!("\n| one-way throughput | msgs/s (median) | min..max | vs baseline |");
     println!("|---|---|---|---|");
-    println!("| baseline: std sync_channel(1024) | {:.0} | {:.0}..{:.0} | 1.00x |", base.median, base.min, base.max);
+    println!(
+        "| baseline: std sync_channel(1024) | {:.0} | {:.0}..{:.0} | 1.00x |",
+        base.median, base.min, base.max
+    );
     println!(
         "| mesh, lane of 1024, send().await | {:.0} | {:.0}..{:.0} | {:.2}x |",
         mesh.median,
