@@ -42,7 +42,9 @@ pub enum DirectIo {
     Never,
 }
 
-/// A directory of data files on io_uring.
+/// A directory of data files on io_uring. Clones share the ring (a shard's tree and WAL hold one
+/// each).
+#[derive(Clone)]
 pub struct UringVfs {
     dir: PathBuf,
     location: String,
