@@ -141,6 +141,9 @@ struct Conn {
 /// Makes operations: kinds, keys and values.
 struct Generator {
     rng: ChaCha8Rng,
+    /// Open-loop arrival times only: kept apart from `rng` so the schedule
+    /// does not depend on how many operations were generated when.
+    arrivals_rng: ChaCha8Rng,
     mix: Mix,
     chooser: KeyChooser,
     key_size: SizeRange,
@@ -204,7 +207,9 @@ impl Worker {
             });
         }
         let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-        rng.set_stream(index);
+        rng.set_stream(2 * index);
+        let mut arrivals_rng = ChaCha8Rng::seed_from_u64(config.seed);
+        arrivals_rng.set_stream(2 * index + 1);
         let values = ValuePool::new(config.value_size, &mut rng);
         Ok(Worker {
             addr,
@@ -215,6 +220,7 @@ impl Worker {
             conns,
             generator: Generator {
                 rng,
+                arrivals_rng,
                 mix: config.mix,
                 chooser: config.chooser.clone(),
                 key_size: config.key_size,
@@ -278,7 +284,7 @@ impl Worker {
             } else if now.duration_since(loop_state.last_progress) > self.timeout {
                 return Err(LoadError::Stalled {
                     addr: self.addr,
-                    seconds: self.timeout.as_secs(),
+                    seconds: self.timeout.as_secs_f64(),
                 });
             }
         }
@@ -291,11 +297,24 @@ impl Worker {
         let Pace::Open { rate_per_s } = state.phase.pace else {
             return Ok(());
         };
+        let deadline_ns = match state.phase.stop {
+            Stop::After(duration) => duration.as_nanos() as f64,
+            Stop::Ops(_) => f64::INFINITY,
+        };
+        // Arrivals stop at the first one past the deadline, however late
+        // this loop runs, so the count depends only on the seed and rate.
         while !state.stopped && state.next_arrival_ns <= now_ns as f64 {
+            if state.next_arrival_ns >= deadline_ns {
+                state.stopped = true;
+                break;
+            }
             state.backlog.push_back(state.next_arrival_ns as u64);
             state.next_arrival_ns += self.generator.interarrival_ns(rate_per_s);
             state.issued += 1;
             state.update_stop(now_ns);
+        }
+        if now_ns as f64 >= deadline_ns {
+            state.stopped = true;
         }
         if state.backlog.len() > BACKLOG_MAX {
             return Err(LoadError::Overloaded {
@@ -396,9 +415,11 @@ impl LoopState {
         if self.stopped {
             return;
         }
-        self.stopped = match self.phase.stop {
-            Stop::After(duration) => u128::from(now_ns) >= duration.as_nanos(),
-            Stop::Ops(count) => self.issued >= count,
+        self.stopped = match (self.phase.stop, self.phase.pace) {
+            (Stop::After(duration), Pace::Closed) => u128::from(now_ns) >= duration.as_nanos(),
+            // Open loop: `arrive` stops at the first arrival past the end.
+            (Stop::After(_), Pace::Open { .. }) => false,
+            (Stop::Ops(count), _) => self.issued >= count,
         };
     }
 
@@ -563,7 +584,7 @@ impl Conn {
 impl Generator {
     fn interarrival_ns(&mut self, rate_per_s: f64) -> f64 {
         // Exponential gaps make a Poisson process; 1 - u avoids ln(0).
-        let u: f64 = self.rng.gen();
+        let u: f64 = self.arrivals_rng.gen();
         -(1.0 - u).ln() / rate_per_s * 1e9
     }
 

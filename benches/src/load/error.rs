@@ -25,8 +25,10 @@ pub enum LoadError {
     Closed { addr: SocketAddr },
     #[error("{addr} broke the protocol: {reason}")]
     Protocol { addr: SocketAddr, reason: String },
-    #[error("{addr} sent no reply for {seconds} s while requests were in flight")]
-    Stalled { addr: SocketAddr, seconds: u64 },
+    #[error(
+        "{addr} sent no reply for {seconds:.1} s while requests were in flight (see --timeout)"
+    )]
+    Stalled { addr: SocketAddr, seconds: f64 },
     #[error(
         "open loop: {backlog} arrivals are waiting to be sent; the server cannot sustain \
          the target rate (lower --rate)"

@@ -11,6 +11,7 @@
 //! docs/benchmarks.md (`## jube-load`) documents the CLI and the JSON format.
 
 pub mod baseline;
+pub mod cli;
 pub mod driver;
 pub mod error;
 pub mod machine;
@@ -21,3 +22,8 @@ pub mod stats;
 pub mod wire;
 pub mod workload;
 pub mod zipf;
+
+#[cfg(test)]
+mod e2e_tests;
+#[cfg(test)]
+mod test_servers;

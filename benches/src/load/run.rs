@@ -11,7 +11,7 @@
 //! - if one worker fails, the others are told to stop (`Shared::abort`) and
 //!   the first real error is returned.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{ErrorKind, IsTerminal, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -193,9 +193,16 @@ pub fn check_server(
         ),
     };
     loop {
-        let count = stream
-            .read(&mut chunk)
-            .map_err(io("waiting for the PING reply"))?;
+        let count = match stream.read(&mut chunk) {
+            Ok(count) => count,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err(wrong_protocol(format!(
+                    "no reply to PING within {:.1} s",
+                    timeout.as_secs_f64()
+                )))
+            }
+            Err(source) => return Err(io("waiting for the PING reply")(source)),
+        };
         if count == 0 {
             return Err(wrong_protocol("closed the connection after PING".into()));
         }
