@@ -144,17 +144,22 @@ pub enum Preset {
     Get,
     /// GETs and SETs, --get-ratio of them GETs.
     Mix,
+    /// YCSB A: 50% read, 50% update, zipfian.
     #[value(name = "ycsb-a")]
     YcsbA,
+    /// YCSB B: 95% read, 5% update, zipfian.
     #[value(name = "ycsb-b")]
     YcsbB,
+    /// YCSB C: 100% read, zipfian.
     #[value(name = "ycsb-c")]
     YcsbC,
+    /// YCSB D: 95% read, 5% insert, latest.
     #[value(name = "ycsb-d")]
     YcsbD,
-    /// Scans: native protocol only.
+    /// YCSB E: 95% scan, 5% insert, zipfian. Native protocol only.
     #[value(name = "ycsb-e")]
     YcsbE,
+    /// YCSB F: 50% read, 50% read-modify-write, zipfian.
     #[value(name = "ycsb-f")]
     YcsbF,
 }
