@@ -29,6 +29,9 @@ use super::wire::{Codec, Command, Outcome, Protocol};
 use super::workload::{Mix, OpKind, Preset, SizeRange};
 use super::zipf::{Distribution, KeyChooser};
 
+/// Longest wait for the PING that checks the server before a run.
+const PING_TIMEOUT_MAX: Duration = Duration::from_secs(3);
+
 /// Deepest RESP pipeline accepted: beyond this the generator only fills
 /// socket buffers.
 pub const RESP_PIPELINE_MAX: usize = 1024;
@@ -507,11 +510,11 @@ impl Default for Progress {
 pub fn execute(settings: &Settings, progress: Option<&Progress>) -> Result<RunResult, LoadError> {
     settings.validate()?;
     let addr = resolve(&settings.addr)?;
-    check_server(
-        addr,
-        settings.protocol,
-        Duration::from_secs_f64(settings.timeout_s),
-    )?;
+    // A server that is up answers PING in microseconds; one that does not
+    // speak the protocol may wait for more bytes forever, so do not make the
+    // user wait the whole --timeout to learn that.
+    let ping_timeout = Duration::from_secs_f64(settings.timeout_s).min(PING_TIMEOUT_MAX);
+    check_server(addr, settings.protocol, ping_timeout)?;
     let pool = Pool::start(settings, addr)?;
     let result = run_phases(settings, &pool, progress);
     pool.stop();
