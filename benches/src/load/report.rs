@@ -231,6 +231,32 @@ impl Summary {
     }
 }
 
+#[cfg(test)]
+impl Summary {
+    /// A summary of `repeats` with placeholder parameters and machine.
+    fn new_for_test(repeats: &[PhaseReport]) -> Summary {
+        let spread =
+            |f: fn(&PhaseReport) -> f64| Spread::of(&repeats.iter().map(f).collect::<Vec<_>>());
+        let throughput_ops_s = spread(|r| r.throughput_ops_s);
+        Summary {
+            schema: SUMMARY_SCHEMA.to_string(),
+            name: "test".into(),
+            repeats: repeats.len(),
+            files: vec![],
+            throughput_ops_s,
+            p50_us: spread(|r| r.latency_us.p50),
+            p99_us: spread(|r| r.latency_us.p99),
+            p999_us: spread(|r| r.latency_us.p999),
+            errors: repeats.iter().map(|r| r.errors).sum(),
+            cv_limit: CV_LIMIT,
+            stable: throughput_ops_s.cv <= CV_LIMIT,
+            load: None,
+            parameters: serde_json::Value::Null,
+            machine: Machine::current(),
+        }
+    }
+}
+
 pub fn repeat_file_name(name: &str, repeat: usize) -> String {
     format!("{name}.r{repeat}.json")
 }
@@ -304,9 +330,13 @@ fn row(
     op: &str,
     throughput: f64,
     latency: &LatencyUs,
-    errors: u64,
-    misses: u64,
+    counts: Option<(u64, u64)>,
 ) {
+    // Errors and misses are counted per phase, not per operation kind.
+    let (errors, misses) = match counts {
+        Some((errors, misses)) => (errors.to_string(), misses.to_string()),
+        None => ("-".to_string(), "-".to_string()),
+    };
     let _ = writeln!(
         out,
         "{phase:<8} {op:<6} {throughput:>12.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.1} {errors:>8} {misses:>8}",
@@ -339,8 +369,7 @@ pub fn table(load: Option<&PhaseReport>, repeats: &[PhaseReport], summary: &Summ
             "all",
             report.throughput_ops_s,
             &report.latency_us,
-            report.errors,
-            report.misses,
+            Some((report.errors, report.misses)),
         );
         if report.by_op.len() > 1 {
             for (op, by_op) in &report.by_op {
@@ -350,8 +379,7 @@ pub fn table(load: Option<&PhaseReport>, repeats: &[PhaseReport], summary: &Summ
                     op,
                     by_op.throughput_ops_s,
                     &by_op.latency_us,
-                    0,
-                    0,
+                    None,
                 );
             }
         }
@@ -372,8 +400,11 @@ pub fn table(load: Option<&PhaseReport>, repeats: &[PhaseReport], summary: &Summ
         "all",
         summary.throughput_ops_s.median,
         &medians,
-        summary.errors,
-        repeats.iter().map(|r| r.misses).sum(),
+        Some((summary.errors, repeats.iter().map(|r| r.misses).sum())),
+    );
+    let _ = writeln!(
+        out,
+        "(median row: errors and misses are totals over the repeats)"
     );
     let _ = writeln!(
         out,
@@ -421,5 +452,42 @@ mod tests {
         assert!((report.by_op["get"].latency_us.p50 - 50.0).abs() < 0.1);
         assert!((report.latency_us.max - 100.0).abs() < 0.1);
         assert_eq!(report.by_op["set"].ops, 1);
+    }
+
+    #[test]
+    fn table_shows_every_column_and_flags_instability() {
+        let report = |phase: &str, ops: u64| {
+            let mut stats = Stats::new();
+            for _ in 0..ops {
+                stats.record(OpKind::Get, 2_000);
+            }
+            stats.record(OpKind::Set, 4_000);
+            stats.misses = 3;
+            stats.elapsed = Duration::from_secs(1);
+            PhaseReport::new(phase, &stats, &[OpKind::Get, OpKind::Set])
+        };
+        let repeats = [
+            report("run 1", 100),
+            report("run 2", 150),
+            report("run 3", 100),
+        ];
+        let settings_json = serde_json::json!({});
+        let summary = Summary {
+            parameters: settings_json,
+            ..Summary::new_for_test(&repeats)
+        };
+        let text = table(None, &repeats, &summary);
+        for column in [
+            "ops/s", "p50 us", "p90 us", "p99 us", "p99.9 us", "max us", "errors", "misses",
+        ] {
+            assert!(text.contains(column), "no {column} column:\n{text}");
+        }
+        assert!(text.contains("UNSTABLE"), "{text}");
+        assert_eq!(summary.throughput_ops_s.median, 101.0);
+        // One "all" row and one per kind for each repeat, then the medians.
+        assert_eq!(text.lines().filter(|l| l.contains(" get ")).count(), 3);
+        assert!(text
+            .lines()
+            .any(|l| l.starts_with("median") && l.trim_end().ends_with('9')));
     }
 }
