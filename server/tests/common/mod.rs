@@ -24,7 +24,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts jubed on `dir/data` with 2 cores and `extra` flags; panics if it does not come up.
+    /// Starts jubed on `dir/data` with `extra` flags (2 cores unless they say otherwise); panics if it does not come up.
     pub fn start(dir: &Path, extra: &[&str]) -> Server {
         Server::try_start(dir, extra).unwrap_or_else(|error| panic!("{error}"))
     }
@@ -40,7 +40,12 @@ impl Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_jubed"))
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(["--listen", "127.0.0.1:0", "--cores", "2"])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(if extra.contains(&"--cores") {
+                &[][..]
+            } else {
+                &["--cores", "2"][..]
+            })
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
