@@ -64,6 +64,8 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const _: () = assert!(RING_CQ_ENTRIES >= 2 * RING_ENTRIES);
 const _: () = assert!(RING_ENTRIES.is_power_of_two() && RING_CQ_ENTRIES.is_power_of_two());
 const _: () = assert!(OPS_IN_FLIGHT_MAX <= u32::MAX as usize - 16);
-const _: () = assert!(BACKGROUND_PER_BUSY_TICK_MAX >= 1 && BACKGROUND_PER_BUSY_TICK_MAX < FOREGROUND_BATCH_MAX);
+const _: () = assert!(
+    BACKGROUND_PER_BUSY_TICK_MAX >= 1 && BACKGROUND_PER_BUSY_TICK_MAX < FOREGROUND_BATCH_MAX
+);
 const _: () = assert!(CORES_MAX * CORES_MAX * MESH_QUEUE_CAPACITY <= 1 << 22);
 const _: () = assert!(ACCEPT_BACKLOG_MAX <= LISTEN_BACKLOG as usize);

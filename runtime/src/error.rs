@@ -21,7 +21,10 @@ pub enum RuntimeError {
 impl RuntimeError {
     /// Classifies a failure of `io_uring_setup`.
     pub fn from_setup_error(err: &std::io::Error) -> RuntimeError {
-        RuntimeError::IoUringUnavailable { errno: err.raw_os_error(), detail: err.to_string() }
+        RuntimeError::IoUringUnavailable {
+            errno: err.raw_os_error(),
+            detail: err.to_string(),
+        }
     }
 
     fn advice(errno: Option<i32>) -> &'static str {
@@ -47,10 +50,18 @@ impl fmt::Display for RuntimeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RuntimeError::IoUringUnavailable { errno, detail } => {
-                write!(f, "io_uring is unavailable ({detail}): {}", RuntimeError::advice(*errno))
+                write!(
+                    f,
+                    "io_uring is unavailable ({detail}): {}",
+                    RuntimeError::advice(*errno)
+                )
             }
-            RuntimeError::InvalidConfig(detail) => write!(f, "invalid runtime configuration: {detail}"),
-            RuntimeError::CoreStart { core, detail } => write!(f, "core {core} failed to start: {detail}"),
+            RuntimeError::InvalidConfig(detail) => {
+                write!(f, "invalid runtime configuration: {detail}")
+            }
+            RuntimeError::CoreStart { core, detail } => {
+                write!(f, "core {core} failed to start: {detail}")
+            }
             RuntimeError::CorePanicked { core } => write!(f, "core {core}'s thread panicked"),
         }
     }

@@ -14,7 +14,8 @@
 //!   drained: no buffer is freed while the kernel may still use it.
 
 use crate::constants::{
-    BACKGROUND_PER_BUSY_TICK_MAX, DRAIN_TIMEOUT, FOREGROUND_BATCH_MAX, IDLE_SPIN, INJECT_QUEUE_CAPACITY, TASKS_PER_CORE_MAX,
+    BACKGROUND_PER_BUSY_TICK_MAX, DRAIN_TIMEOUT, FOREGROUND_BATCH_MAX, INJECT_QUEUE_CAPACITY,
+    TASKS_PER_CORE_MAX,
 };
 use crate::reactor::{submit_async, Reactor};
 use crate::sys::fd::{eventfd, eventfd_signal};
@@ -61,12 +62,16 @@ pub enum SpawnError {
 impl std::fmt::Display for SpawnError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            SpawnError::TooManyTasks { core } => write!(f, "core {core} already runs {TASKS_PER_CORE_MAX} tasks"),
+            SpawnError::TooManyTasks { core } => {
+                write!(f, "core {core} already runs {TASKS_PER_CORE_MAX} tasks")
+            }
             SpawnError::InjectQueueFull { core } => {
                 write!(f, "core {core}'s queue of {INJECT_QUEUE_CAPACITY} jobs from other threads is full")
             }
             SpawnError::Stopped { core } => write!(f, "core {core} is shutting down"),
-            SpawnError::NoSuchCore { core, cores } => write!(f, "no core {core}: the runtime has {cores}"),
+            SpawnError::NoSuchCore { core, cores } => {
+                write!(f, "no core {core}: the runtime has {cores}")
+            }
         }
     }
 }
@@ -128,7 +133,12 @@ impl CoreShared {
     }
 
     fn has_remote_work(&self) -> bool {
-        !self.inject.is_empty() || !self.remote.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+        !self.inject.is_empty()
+            || !self
+                .remote
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty()
     }
 }
 
@@ -150,6 +160,7 @@ pub(crate) struct Core {
     tasks: RefCell<HashMap<u64, Task<()>>>,
     next_task_id: Cell<u64>,
     inboxes: RefCell<Vec<Weak<dyn Inbox>>>,
+    idle_spin: std::time::Duration,
 }
 
 thread_local! {
@@ -157,11 +168,15 @@ thread_local! {
 }
 
 pub(crate) fn try_current() -> Option<Rc<Core>> {
-    CURRENT.try_with(|current| current.borrow().clone()).ok().flatten()
+    CURRENT
+        .try_with(|current| current.borrow().clone())
+        .ok()
+        .flatten()
 }
 
 pub(crate) fn current() -> Rc<Core> {
-    try_current().expect("this must be called on a runtime core (inside Runtime::spawn_on or a task)")
+    try_current()
+        .expect("this must be called on a runtime core (inside Runtime::spawn_on or a task)")
 }
 
 /// The reactor of the core this thread runs, if it is a core.
@@ -190,7 +205,11 @@ fn schedule(shared: &Arc<CoreShared>, priority: Priority, runnable: Runnable) {
         core.queue(priority).borrow_mut().push_back(runnable);
         return;
     }
-    shared.remote.lock().unwrap_or_else(|e| e.into_inner()).push((runnable, priority));
+    shared
+        .remote
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((runnable, priority));
     shared.notify_eventfd_if_sleeping();
 }
 
@@ -228,7 +247,10 @@ impl<T> Future for JoinHandle<T> {
         if let Some(output) = state.output.take() {
             return Poll::Ready(output);
         }
-        assert!(!state.finished, "JoinHandle polled after it returned the output");
+        assert!(
+            !state.finished,
+            "JoinHandle polled after it returned the output"
+        );
         state.waker = Some(cx.waker().clone());
         Poll::Pending
     }
@@ -263,7 +285,12 @@ where
 }
 
 impl Core {
-    pub fn new(shared: Arc<CoreShared>, all: Arc<[Arc<CoreShared>]>, reactor: Rc<Reactor>) -> Core {
+    pub fn new(
+        shared: Arc<CoreShared>,
+        all: Arc<[Arc<CoreShared>]>,
+        reactor: Rc<Reactor>,
+        idle_spin: std::time::Duration,
+    ) -> Core {
         Core {
             shared,
             all,
@@ -273,6 +300,7 @@ impl Core {
             tasks: RefCell::new(HashMap::new()),
             next_task_id: Cell::new(0),
             inboxes: RefCell::new(Vec::new()),
+            idle_spin,
         }
     }
 
@@ -301,7 +329,11 @@ impl Core {
         }
         let id = self.next_task_id.get();
         self.next_task_id.set(id + 1);
-        let state = Rc::new(RefCell::new(JoinState { output: None, finished: false, waker: None }));
+        let state = Rc::new(RefCell::new(JoinState {
+            output: None,
+            finished: false,
+            waker: None,
+        }));
         let task_state = state.clone();
         let wrapped = async move {
             let output = future.await;
@@ -321,7 +353,9 @@ impl Core {
             }
         };
         let shared = self.shared.clone();
-        let (runnable, task) = async_task::spawn_local(wrapped, move |runnable| schedule(&shared, priority, runnable));
+        let (runnable, task) = async_task::spawn_local(wrapped, move |runnable| {
+            schedule(&shared, priority, runnable)
+        });
         self.tasks.borrow_mut().insert(id, task);
         runnable.schedule();
         Ok(JoinHandle { state })
@@ -358,7 +392,10 @@ impl Core {
                 let op = submit_async(&reactor, OpSpec::ReadEventfd { fd: fd.clone() }).await;
                 let (result, _) = op.await;
                 if result < 0 && result != -libc::EINTR {
-                    tracing::error!(errno = -result, "eventfd read failed; cross-thread wakeups now rely on MSG_RING");
+                    tracing::error!(
+                        errno = -result,
+                        "eventfd read failed; cross-thread wakeups now rely on MSG_RING"
+                    );
                     return;
                 }
             }
@@ -376,7 +413,8 @@ impl Core {
     }
 
     fn take_remote_runnables(&self) {
-        let remote = std::mem::take(&mut *self.shared.remote.lock().unwrap_or_else(|e| e.into_inner()));
+        let remote =
+            std::mem::take(&mut *self.shared.remote.lock().unwrap_or_else(|e| e.into_inner()));
         for (runnable, priority) in remote {
             self.queue(priority).borrow_mut().push_back(runnable);
         }
@@ -396,7 +434,12 @@ impl Core {
     }
 
     fn inboxes_ready(&self) -> bool {
-        let inboxes: Vec<Rc<dyn Inbox>> = self.inboxes.borrow().iter().filter_map(Weak::upgrade).collect();
+        let inboxes: Vec<Rc<dyn Inbox>> = self
+            .inboxes
+            .borrow()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
         inboxes.iter().any(|inbox| inbox.ready())
     }
 
@@ -404,13 +447,21 @@ impl Core {
     fn run_tasks(&self) -> usize {
         let mut ran = 0;
         for _ in 0..FOREGROUND_BATCH_MAX {
-            let Some(runnable) = self.foreground.borrow_mut().pop_front() else { break };
+            let Some(runnable) = self.foreground.borrow_mut().pop_front() else {
+                break;
+            };
             runnable.run();
             ran += 1;
         }
-        let background_max = if ran == 0 { FOREGROUND_BATCH_MAX } else { BACKGROUND_PER_BUSY_TICK_MAX };
+        let background_max = if ran == 0 {
+            FOREGROUND_BATCH_MAX
+        } else {
+            BACKGROUND_PER_BUSY_TICK_MAX
+        };
         for _ in 0..background_max {
-            let Some(runnable) = self.background.borrow_mut().pop_front() else { break };
+            let Some(runnable) = self.background.borrow_mut().pop_front() else {
+                break;
+            };
             runnable.run();
             ran += 1;
         }
@@ -428,9 +479,10 @@ impl Core {
             || self.shared.stopping.load(Ordering::Acquire)
     }
 
-    /// Spins on the ring and the inbound queues for [`IDLE_SPIN`], then sleeps in the ring.
+    /// Spins on the ring and the inbound queues for the idle spin (default
+    /// [`crate::constants::IDLE_SPIN`]), then sleeps in the ring.
     fn idle(&self) {
-        let spin_until = Instant::now() + IDLE_SPIN;
+        let spin_until = Instant::now() + self.idle_spin;
         loop {
             if self.reactor.turn(false) > 0 || self.has_any_work() {
                 return;
@@ -450,7 +502,12 @@ impl Core {
     }
 
     fn shutdown(&self) {
-        let tasks: Vec<Task<()>> = self.tasks.borrow_mut().drain().map(|(_, task)| task).collect();
+        let tasks: Vec<Task<()>> = self
+            .tasks
+            .borrow_mut()
+            .drain()
+            .map(|(_, task)| task)
+            .collect();
         // Dropping a task handle cancels it; an idle task is scheduled so that its future is
         // dropped by running its runnable below, on this thread.
         drop(tasks);
@@ -465,7 +522,8 @@ impl Core {
         // their own. Wait for all of them; past the deadline the ring's drop leaks what is left.
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         while self.reactor.outstanding() > 0 && Instant::now() < deadline {
-            self.reactor.turn_timeout(std::time::Duration::from_millis(100));
+            self.reactor
+                .turn_timeout(std::time::Duration::from_millis(100));
         }
         self.shared.stopped.store(true, Ordering::Release);
     }

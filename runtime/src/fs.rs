@@ -22,7 +22,8 @@ use crate::reactor::{OpId, QueueFull, Reactor, ReactorOptions};
 use crate::sys::file::{open_data_file, Caching};
 use crate::sys::ring::{FdHandle, OpSpec, Payload};
 use jube_engine::storage::{
-    check_aligned, AlignedBuf, Completion, IoError, IoErrorKind, Op, OpenMode, Storage, Vfs, IO_ALIGN,
+    check_aligned, AlignedBuf, Completion, IoError, IoErrorKind, Op, OpenMode, Storage, Vfs,
+    IO_ALIGN,
 };
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -60,19 +61,39 @@ impl UringVfs {
         let dir = dir.as_ref().to_path_buf();
         let location = dir.display().to_string();
         if !dir.is_dir() {
-            return Err(IoError::new(IoErrorKind::NotFound, &location, None, "not a directory"));
+            return Err(IoError::new(
+                IoErrorKind::NotFound,
+                &location,
+                None,
+                "not a directory",
+            ));
         }
         let reactor = match executor::try_current_reactor() {
             Some(reactor) => reactor,
             None => Rc::new(Reactor::new(ReactorOptions::default()).map_err(|err| {
-                IoError::new(IoErrorKind::Other, &location, None, format!("io_uring setup failed: {err}"))
+                IoError::new(
+                    IoErrorKind::Other,
+                    &location,
+                    None,
+                    format!("io_uring setup failed: {err}"),
+                )
             })?),
         };
-        Ok(UringVfs { dir, location, reactor, direct })
+        Ok(UringVfs {
+            dir,
+            location,
+            reactor,
+            direct,
+        })
     }
 
     fn path_of(&self, name: &str) -> Result<PathBuf, IoError> {
-        if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.contains('/')
+            || name.contains('\0')
+        {
             return Err(IoError::new(
                 IoErrorKind::InvalidInput,
                 &self.location,
@@ -105,7 +126,10 @@ impl Vfs for UringVfs {
                 "the filesystem refused O_DIRECT: using buffered I/O with fdatasync (durable, but through the page cache)"
             );
         }
-        let size = file.metadata().map_err(|err| self.error(&err, &path))?.len();
+        let size = file
+            .metadata()
+            .map_err(|err| self.error(&err, &path))?
+            .len();
         Ok(UringFile {
             file: Rc::new(file),
             path: path.display().to_string(),
@@ -117,7 +141,9 @@ impl Vfs for UringVfs {
     }
 
     fn exists(&mut self, name: &str) -> bool {
-        self.path_of(name).map(|path| path.exists()).unwrap_or(false)
+        self.path_of(name)
+            .map(|path| path.exists())
+            .unwrap_or(false)
     }
 
     fn remove(&mut self, name: &str) -> Result<(), IoError> {
@@ -135,7 +161,10 @@ impl Vfs for UringVfs {
         let mut names = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|err| self.error(&err, &self.dir))?;
-            let is_file = entry.file_type().map(|kind| kind.is_file()).unwrap_or(false);
+            let is_file = entry
+                .file_type()
+                .map(|kind| kind.is_file())
+                .unwrap_or(false);
             if let (true, Some(name)) = (is_file, entry.file_name().to_str()) {
                 names.push(name.to_string());
             }
@@ -156,7 +185,12 @@ impl Vfs for UringVfs {
             self.sync_dir()?;
         }
         let location = path.display().to_string();
-        Ok(UringVfs { dir: path, location, reactor: self.reactor.clone(), direct: self.direct })
+        Ok(UringVfs {
+            dir: path,
+            location,
+            reactor: self.reactor.clone(),
+            direct: self.direct,
+        })
     }
 
     fn location(&self) -> &str {
@@ -199,7 +233,13 @@ impl UringFile {
     /// (IOSQE_IO_LINK): one submission for a durable append. Two completions arrive, tagged
     /// `write_tag` and `sync_tag`; the sync's is the durability point (-ECANCELED, reported as
     /// `Other`, if the write failed).
-    pub fn submit_write_then_sync(&mut self, write_tag: u64, sync_tag: u64, offset: u64, buf: AlignedBuf) -> Result<(), IoError> {
+    pub fn submit_write_then_sync(
+        &mut self,
+        write_tag: u64,
+        sync_tag: u64,
+        offset: u64,
+        buf: AlignedBuf,
+    ) -> Result<(), IoError> {
         check_aligned(&self.path, offset, buf.len())?;
         self.check_tag(write_tag);
         self.check_tag(sync_tag);
@@ -210,8 +250,20 @@ impl UringFile {
             .reactor
             .submit_write_then_sync(fd, offset, buf)
             .map_err(|_| self.queue_full(offset))?;
-        self.pending.push(Pending { user_data: write_tag, op: write_op, kind: Kind::Write, offset, len });
-        self.pending.push(Pending { user_data: sync_tag, op: sync_op, kind: Kind::SyncData, offset, len: 0 });
+        self.pending.push(Pending {
+            user_data: write_tag,
+            op: write_op,
+            kind: Kind::Write,
+            offset,
+            len,
+        });
+        self.pending.push(Pending {
+            user_data: sync_tag,
+            op: sync_op,
+            kind: Kind::SyncData,
+            offset,
+            len: 0,
+        });
         Ok(())
     }
 
@@ -224,7 +276,12 @@ impl UringFile {
     }
 
     fn queue_full(&self, offset: u64) -> IoError {
-        IoError::new(IoErrorKind::QueueFull, &self.path, Some(offset), "too many operations in flight on this core")
+        IoError::new(
+            IoErrorKind::QueueFull,
+            &self.path,
+            Some(offset),
+            "too many operations in flight on this core",
+        )
     }
 
     fn complete(&mut self, pending: &Pending, result: i32, payload: Payload) -> Completion {
@@ -258,7 +315,11 @@ impl UringFile {
                 Kind::SyncData => Ok(0),
             }
         };
-        Completion { user_data: pending.user_data, result, buf }
+        Completion {
+            user_data: pending.user_data,
+            result,
+            buf,
+        }
     }
 }
 
@@ -275,18 +336,47 @@ impl Storage for UringFile {
             Op::Write { offset, buf } => {
                 check_aligned(&self.path, offset, buf.len())?;
                 let len = buf.len();
-                (OpSpec::Write { fd, offset, buf, dsync: false }, Kind::Write, offset, len)
+                (
+                    OpSpec::Write {
+                        fd,
+                        offset,
+                        buf,
+                        dsync: false,
+                    },
+                    Kind::Write,
+                    offset,
+                    len,
+                )
             }
             Op::WriteDsync { offset, buf } => {
                 check_aligned(&self.path, offset, buf.len())?;
                 let len = buf.len();
-                (OpSpec::Write { fd, offset, buf, dsync: true }, Kind::Write, offset, len)
+                (
+                    OpSpec::Write {
+                        fd,
+                        offset,
+                        buf,
+                        dsync: true,
+                    },
+                    Kind::Write,
+                    offset,
+                    len,
+                )
             }
             Op::SyncData => (OpSpec::SyncData { fd }, Kind::SyncData, 0, 0),
         };
         debug_assert!(len % IO_ALIGN == 0);
-        let op = self.reactor.submit(spec).map_err(|QueueFull(_)| self.queue_full(offset))?;
-        self.pending.push(Pending { user_data, op, kind, offset, len });
+        let op = self
+            .reactor
+            .submit(spec)
+            .map_err(|QueueFull(_)| self.queue_full(offset))?;
+        self.pending.push(Pending {
+            user_data,
+            op,
+            kind,
+            offset,
+            len,
+        });
         Ok(())
     }
 
@@ -309,7 +399,12 @@ impl Storage for UringFile {
             .pending
             .iter()
             .position(|p| p.user_data == user_data)
-            .unwrap_or_else(|| panic!("wait for user_data {user_data}, which is not in flight on {}", self.path));
+            .unwrap_or_else(|| {
+                panic!(
+                    "wait for user_data {user_data}, which is not in flight on {}",
+                    self.path
+                )
+            });
         let op = self.pending[index].op;
         loop {
             if let Some((result, payload)) = self.reactor.take_done(op) {
@@ -329,7 +424,9 @@ impl Storage for UringFile {
     }
 
     fn set_size(&mut self, size: u64) -> Result<(), IoError> {
-        self.file.set_len(size).map_err(|err| IoError::from_std(&err, &self.path, Some(size)))?;
+        self.file
+            .set_len(size)
+            .map_err(|err| IoError::from_std(&err, &self.path, Some(size)))?;
         self.size = size;
         Ok(())
     }
@@ -341,9 +438,10 @@ impl Storage for UringFile {
 
 impl Drop for UringFile {
     fn drop(&mut self) {
-        // Abandoned operations keep their buffers and the descriptor in the ring until they finish.
+        // Abandoned operations run to completion (a write is never skipped half-way through a
+        // shutdown); the ring keeps their buffers and the descriptor until they finish.
         for pending in self.pending.drain(..) {
-            self.reactor.cancel(pending.op);
+            self.reactor.forget(pending.op);
         }
     }
 }

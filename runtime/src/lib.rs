@@ -24,7 +24,10 @@ mod sys;
 pub mod timer;
 
 pub use error::RuntimeError;
-pub use executor::{core_count, current_core, ops_in_flight, spawn, spawn_background, try_spawn, yield_now, JoinHandle, Priority, SpawnError};
+pub use executor::{
+    core_count, current_core, ops_in_flight, spawn, spawn_background, try_spawn, yield_now,
+    JoinHandle, Priority, SpawnError,
+};
 pub use fs::{DirectIo, UringFile, UringVfs};
 pub use mesh::{Endpoint, Mesh, SendError, TrySendError};
 pub use net::{TcpListener, TcpStream};

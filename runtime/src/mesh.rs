@@ -53,7 +53,9 @@ pub struct Mesh<M> {
 
 impl<M> Clone for Mesh<M> {
     fn clone(&self) -> Self {
-        Mesh { inner: self.inner.clone() }
+        Mesh {
+            inner: self.inner.clone(),
+        }
     }
 }
 
@@ -74,10 +76,19 @@ impl<M: Send + 'static> Mesh<M> {
     pub(crate) fn new(cores: Arc<[Arc<CoreShared>]>) -> Mesh<M> {
         let count = cores.len();
         let lanes = (0..count * count)
-            .map(|_| Lane { queue: ArrayQueue::new(MESH_QUEUE_CAPACITY), sender_waiting: AtomicBool::new(false) })
+            .map(|_| Lane {
+                queue: ArrayQueue::new(MESH_QUEUE_CAPACITY),
+                sender_waiting: AtomicBool::new(false),
+            })
             .collect();
         let joined = (0..count).map(|_| AtomicBool::new(false)).collect();
-        Mesh { inner: Arc::new(MeshInner { cores, lanes, joined }) }
+        Mesh {
+            inner: Arc::new(MeshInner {
+                cores,
+                lanes,
+                joined,
+            }),
+        }
     }
 
     /// This core's endpoint. Panics outside a core, or if this core already joined this mesh
@@ -117,14 +128,19 @@ impl<M> EndpointState<M> {
     }
 
     fn has_room(&self, to: usize) -> bool {
-        !self.inner.lane(self.core, to).queue.is_full() || self.inner.cores[to].stopping.load(Ordering::Acquire)
+        !self.inner.lane(self.core, to).queue.is_full()
+            || self.inner.cores[to].stopping.load(Ordering::Acquire)
     }
 }
 
 impl<M> Inbox for EndpointState<M> {
     fn ready(&self) -> bool {
         (self.recv_waker.borrow().is_some() && self.has_incoming())
-            || self.space_waiters.borrow().iter().any(|(to, _)| self.has_room(*to))
+            || self
+                .space_waiters
+                .borrow()
+                .iter()
+                .any(|(to, _)| self.has_room(*to))
     }
 
     fn wake(&self) {
@@ -175,14 +191,22 @@ impl<M> Endpoint<M> {
         if target.stopping.load(Ordering::Acquire) {
             return Err(TrySendError::Stopped(message));
         }
-        inner.lane(self.state.core, to).queue.push(message).map_err(TrySendError::Full)?;
+        inner
+            .lane(self.state.core, to)
+            .queue
+            .push(message)
+            .map_err(TrySendError::Full)?;
         target.notify();
         Ok(())
     }
 
     /// Sends, waiting while the lane is full (other tasks of this core keep running).
     pub fn send(&self, to: usize, message: M) -> SendFuture<'_, M> {
-        SendFuture { endpoint: self, to, message: Some(message) }
+        SendFuture {
+            endpoint: self,
+            to,
+            message: Some(message),
+        }
     }
 
     /// Takes one message from any lane into this core, fairly (round robin over senders).
@@ -195,7 +219,9 @@ impl<M> Endpoint<M> {
             let lane = state.inner.lane(from, state.core);
             if let Some(message) = lane.queue.pop() {
                 state.next_source.set((from + 1) % count);
-                if lane.sender_waiting.load(Ordering::SeqCst) && lane.sender_waiting.swap(false, Ordering::SeqCst) {
+                if lane.sender_waiting.load(Ordering::SeqCst)
+                    && lane.sender_waiting.swap(false, Ordering::SeqCst)
+                {
                     state.inner.cores[from].notify();
                 }
                 return Some((from, message));
@@ -215,7 +241,9 @@ impl<M> Endpoint<M> {
         out.push(first);
         let mut count = 1;
         while count < max {
-            let Some(message) = self.try_recv() else { break };
+            let Some(message) = self.try_recv() else {
+                break;
+            };
             out.push(message);
             count += 1;
         }
@@ -245,12 +273,19 @@ impl<M> Future for SendFuture<'_, M> {
         let state = &self.endpoint.state;
         // Announce that we wait, then retry: a receiver that popped between the failed push and
         // the announcement did not see the flag, so the retry is what catches its room.
-        state.inner.lane(state.core, to).sender_waiting.store(true, Ordering::SeqCst);
+        state
+            .inner
+            .lane(state.core, to)
+            .sender_waiting
+            .store(true, Ordering::SeqCst);
         match self.endpoint.try_send(to, message) {
             Ok(()) => Poll::Ready(Ok(())),
             Err(TrySendError::Stopped(message)) => Poll::Ready(Err(SendError(message))),
             Err(TrySendError::Full(message)) => {
-                state.space_waiters.borrow_mut().push((to, cx.waker().clone()));
+                state
+                    .space_waiters
+                    .borrow_mut()
+                    .push((to, cx.waker().clone()));
                 self.message = Some(message);
                 Poll::Pending
             }

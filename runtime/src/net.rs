@@ -37,7 +37,12 @@ impl TcpListener {
     pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
         let socket = listen_reuseport(addr, LISTEN_BACKLOG)?;
         let reactor = executor::current().reactor.clone();
-        Ok(TcpListener { socket: Rc::new(socket), reactor, multishot: None, multishot_supported: true })
+        Ok(TcpListener {
+            socket: Rc::new(socket),
+            reactor,
+            multishot: None,
+            multishot_supported: true,
+        })
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -49,7 +54,14 @@ impl TcpListener {
         loop {
             if !self.multishot_supported {
                 let fd: FdHandle = self.socket.clone();
-                let op = submit_async(&self.reactor, OpSpec::Accept { fd, multishot: false }).await;
+                let op = submit_async(
+                    &self.reactor,
+                    OpSpec::Accept {
+                        fd,
+                        multishot: false,
+                    },
+                )
+                .await;
                 let (result, _) = op.await;
                 return self.adopt(result);
             }
@@ -73,7 +85,10 @@ impl TcpListener {
     async fn arm(&mut self) -> OpId {
         loop {
             let fd: FdHandle = self.socket.clone();
-            match self.reactor.submit_stream(OpSpec::Accept { fd, multishot: true }) {
+            match self.reactor.submit_stream(OpSpec::Accept {
+                fd,
+                multishot: true,
+            }) {
                 Ok(id) => {
                     self.multishot = Some(id);
                     return id;
@@ -108,13 +123,19 @@ pub struct TcpStream {
 impl TcpStream {
     fn from_fd(fd: OwnedFd, reactor: Rc<Reactor>) -> io::Result<TcpStream> {
         set_nodelay(&fd)?;
-        Ok(TcpStream { socket: Rc::new(std::net::TcpStream::from(fd)), reactor })
+        Ok(TcpStream {
+            socket: Rc::new(std::net::TcpStream::from(fd)),
+            reactor,
+        })
     }
 
     /// Adopts a connected std socket (for example from a blocking `connect`) on the current core.
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
         stream.set_nodelay(true)?;
-        Ok(TcpStream { socket: Rc::new(stream), reactor: executor::current().reactor.clone() })
+        Ok(TcpStream {
+            socket: Rc::new(stream),
+            reactor: executor::current().reactor.clone(),
+        })
     }
 
     pub fn peer_addr(&self) -> io::Result<SocketAddr> {
@@ -124,14 +145,18 @@ impl TcpStream {
     /// Receives into `buf[..buf.len()]`; returns the byte count (0: the peer closed) and the buffer.
     pub async fn recv(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
         let fd: FdHandle = self.socket.clone();
-        let (result, payload) = submit_async(&self.reactor, OpSpec::Recv { fd, buf }).await.await;
+        let (result, payload) = submit_async(&self.reactor, OpSpec::Recv { fd, buf })
+            .await
+            .await;
         (count(result), bytes(payload))
     }
 
     /// Sends `buf[offset..]` once; returns how many bytes went out.
     pub async fn send(&self, buf: Vec<u8>, offset: usize) -> (io::Result<usize>, Vec<u8>) {
         let fd: FdHandle = self.socket.clone();
-        let (result, payload) = submit_async(&self.reactor, OpSpec::Send { fd, buf, offset }).await.await;
+        let (result, payload) = submit_async(&self.reactor, OpSpec::Send { fd, buf, offset })
+            .await
+            .await;
         (count(result), bytes(payload))
     }
 

@@ -5,8 +5,9 @@
 //! buffer wait for the owner to take them). Invariants:
 //! - a slot is freed exactly once: by its owner taking the result, or, for an abandoned (orphaned)
 //!   operation, by its final completion;
-//! - an abandoned operation is cancelled where the kernel can cancel it, and its buffer stays held
-//!   by the ring until the kernel is done with it;
+//! - an abandoned network read, accept or timer is cancelled in the kernel; abandoned file I/O is
+//!   left to finish (a write is never silently skipped); either way its buffer stays held by the
+//!   ring until the kernel is done with it;
 //! - wakers are called only after every borrow of the reactor is released, so a woken task may use
 //!   the reactor again.
 //!
@@ -15,7 +16,9 @@
 //! thread: a blocking `wait` drives the ring and wakes the tasks whose I/O finished meanwhile.
 
 use crate::constants::{ACCEPT_BACKLOG_MAX, OPS_IN_FLIGHT_MAX, RING_CQ_ENTRIES, RING_ENTRIES};
-use crate::sys::ring::{FdHandle, OpSpec, Payload, PushError, Reaped, Ring, RingFeatures, RingOptions};
+use crate::sys::ring::{
+    FdHandle, OpSpec, Payload, PushError, Reaped, Ring, RingFeatures, RingOptions,
+};
 use crate::sys::ring::{TOKEN_INTERNAL, TOKEN_WAKE};
 use jube_engine::storage::AlignedBuf;
 use std::cell::RefCell;
@@ -66,7 +69,11 @@ pub struct ReactorOptions {
 
 impl Default for ReactorOptions {
     fn default() -> Self {
-        ReactorOptions { taskrun_flags: true, msg_ring: true, slots: OPS_IN_FLIGHT_MAX }
+        ReactorOptions {
+            taskrun_flags: true,
+            msg_ring: true,
+            slots: OPS_IN_FLIGHT_MAX,
+        }
     }
 }
 
@@ -89,7 +96,10 @@ impl Reactor {
             states: (0..options.slots).map(|_| State::Free).collect(),
             free: (0..options.slots as u32).rev().collect(),
         };
-        Ok(Reactor { ring: RefCell::new(ring), slots: RefCell::new(slots) })
+        Ok(Reactor {
+            ring: RefCell::new(ring),
+            slots: RefCell::new(slots),
+        })
     }
 
     pub fn features(&self) -> RingFeatures {
@@ -116,7 +126,9 @@ impl Reactor {
     }
 
     fn submit_with(&self, op: OpSpec, stream: bool) -> Result<OpId, QueueFull> {
-        let Some(slot) = self.allocate(stream) else { return Err(QueueFull(op)) };
+        let Some(slot) = self.allocate(stream) else {
+            return Err(QueueFull(op));
+        };
         let mut op = op;
         for attempt in 0..2 {
             match self.ring.borrow_mut().push(slot, op) {
@@ -132,15 +144,33 @@ impl Reactor {
     }
 
     /// Submits a write linked to an fdatasync; returns (write, sync) ids.
-    pub fn submit_write_then_sync(&self, fd: FdHandle, offset: u64, buf: AlignedBuf) -> Result<(OpId, OpId), QueueFull> {
+    pub fn submit_write_then_sync(
+        &self,
+        fd: FdHandle,
+        offset: u64,
+        buf: AlignedBuf,
+    ) -> Result<(OpId, OpId), QueueFull> {
         let Some(write_slot) = self.allocate(false) else {
-            return Err(QueueFull(OpSpec::Write { fd, offset, buf, dsync: false }));
+            return Err(QueueFull(OpSpec::Write {
+                fd,
+                offset,
+                buf,
+                dsync: false,
+            }));
         };
         let Some(sync_slot) = self.allocate(false) else {
             self.release(write_slot);
-            return Err(QueueFull(OpSpec::Write { fd, offset, buf, dsync: false }));
+            return Err(QueueFull(OpSpec::Write {
+                fd,
+                offset,
+                buf,
+                dsync: false,
+            }));
         };
-        let pushed = self.ring.borrow_mut().push_write_then_sync(write_slot, sync_slot, fd, offset, buf);
+        let pushed = self
+            .ring
+            .borrow_mut()
+            .push_write_then_sync(write_slot, sync_slot, fd, offset, buf);
         match pushed {
             Ok(()) => Ok((OpId(write_slot), OpId(sync_slot))),
             Err(PushError::Full(op)) => {
@@ -159,8 +189,16 @@ impl Reactor {
     fn allocate(&self, stream: bool) -> Option<u32> {
         let mut slots = self.slots.borrow_mut();
         let slot = slots.free.pop()?;
-        let stream = stream.then(|| Stream { results: VecDeque::new(), ended: false, cancel_requested: false });
-        slots.states[slot as usize] = State::Active(Active { waker: None, orphaned: false, stream });
+        let stream = stream.then(|| Stream {
+            results: VecDeque::new(),
+            ended: false,
+            cancel_requested: false,
+        });
+        slots.states[slot as usize] = State::Active(Active {
+            waker: None,
+            orphaned: false,
+            stream,
+        });
         Some(slot)
     }
 
@@ -187,7 +225,10 @@ impl Reactor {
         let mut slots = self.slots.borrow_mut();
         let state = &mut slots.states[id.0 as usize];
         if !matches!(state, State::Done(..)) {
-            assert!(matches!(state, State::Active(_)), "op {id:?} polled after it was taken");
+            assert!(
+                matches!(state, State::Active(_)),
+                "op {id:?} polled after it was taken"
+            );
             return None;
         }
         let State::Done(result, payload) = std::mem::replace(state, State::Free) else {
@@ -203,7 +244,10 @@ impl Reactor {
         let State::Active(active) = &mut slots.states[id.0 as usize] else {
             panic!("stream {id:?} polled after it ended");
         };
-        let stream = active.stream.as_mut().expect("poll_stream on a one-shot operation");
+        let stream = active
+            .stream
+            .as_mut()
+            .expect("poll_stream on a one-shot operation");
         if let Some(result) = stream.results.pop_front() {
             return Poll::Ready(Some(result));
         }
@@ -216,9 +260,21 @@ impl Reactor {
         Poll::Pending
     }
 
-    /// Abandons an operation: frees it if finished, otherwise cancels it and lets its final
-    /// completion free it.
+    /// Abandons an operation: frees it if finished, otherwise cancels it in the kernel and lets
+    /// its final completion free it. For operations that may never complete on their own
+    /// (timeouts, accepts, receives, sends).
     pub fn cancel(&self, id: OpId) {
+        self.abandon(id, true);
+    }
+
+    /// Abandons an operation without cancelling it: it runs to completion and its result is
+    /// discarded. For file I/O, which always completes, and where a write the caller gave up on
+    /// must still either happen or fail, never be silently skipped.
+    pub fn forget(&self, id: OpId) {
+        self.abandon(id, false);
+    }
+
+    fn abandon(&self, id: OpId, cancel: bool) {
         let mut slots = self.slots.borrow_mut();
         let state = &mut slots.states[id.0 as usize];
         match state {
@@ -236,7 +292,9 @@ impl Reactor {
                 active.orphaned = true;
                 active.waker = None;
                 drop(slots);
-                self.ring.borrow_mut().push_cancel(id.0);
+                if cancel {
+                    self.ring.borrow_mut().push_cancel(id.0);
+                }
             }
         }
     }
@@ -244,7 +302,11 @@ impl Reactor {
     /// Submits queued operations, then reaps completions, sleeping for one first if `block`.
     /// Returns how many completions were reaped.
     pub fn turn(&self, block: bool) -> usize {
-        let entered = if block { self.ring.borrow_mut().submit_and_wait() } else { self.ring.borrow_mut().submit_nowait() };
+        let entered = if block {
+            self.ring.borrow_mut().submit_and_wait()
+        } else {
+            self.ring.borrow_mut().submit_nowait()
+        };
         if let Err(err) = entered {
             // io_uring_enter fails only for a broken ring (EBADF, EFAULT) or a kernel bug: nothing
             // this core does afterwards could be trusted.
@@ -266,7 +328,9 @@ impl Reactor {
         let mut cancels = Vec::new();
         let count = {
             let mut slots = self.slots.borrow_mut();
-            self.ring.borrow_mut().reap(|reaped| self.dispatch(&mut slots, reaped, &mut wakers, &mut cancels))
+            self.ring
+                .borrow_mut()
+                .reap(|reaped| self.dispatch(&mut slots, reaped, &mut wakers, &mut cancels))
         };
         for slot in cancels {
             self.ring.borrow_mut().push_cancel(slot);
@@ -277,13 +341,25 @@ impl Reactor {
         count
     }
 
-    fn dispatch(&self, slots: &mut Slots, reaped: Reaped, wakers: &mut Vec<Waker>, cancels: &mut Vec<u32>) {
+    fn dispatch(
+        &self,
+        slots: &mut Slots,
+        reaped: Reaped,
+        wakers: &mut Vec<Waker>,
+        cancels: &mut Vec<u32>,
+    ) {
         match reaped.user_data {
             // A wakeup from another core: its only job was to end the sleep in io_uring_enter.
             TOKEN_WAKE => return,
             TOKEN_INTERNAL => {
-                if !matches!(-reaped.result, libc::ECANCELED | libc::ENOENT | libc::EALREADY) {
-                    tracing::warn!(errno = -reaped.result, "io_uring internal operation (cancel or MSG_RING) failed");
+                if !matches!(
+                    -reaped.result,
+                    libc::ECANCELED | libc::ENOENT | libc::EALREADY
+                ) {
+                    tracing::warn!(
+                        errno = -reaped.result,
+                        "io_uring internal operation (cancel or MSG_RING) failed"
+                    );
                 }
                 return;
             }
@@ -295,11 +371,15 @@ impl Reactor {
             panic!("completion for slot {slot} which is not active");
         };
         if let Some(stream) = active.stream.as_mut() {
-            if !(reaped.result == -libc::ECANCELED && !reaped.more) {
+            // The final -ECANCELED of a cancelled multishot only says "ended"; it is not a result.
+            if reaped.result != -libc::ECANCELED || reaped.more {
                 stream.results.push_back(reaped.result);
             }
             stream.ended = !reaped.more;
-            if !stream.ended && !stream.cancel_requested && stream.results.len() >= ACCEPT_BACKLOG_MAX {
+            if !stream.ended
+                && !stream.cancel_requested
+                && stream.results.len() >= ACCEPT_BACKLOG_MAX
+            {
                 stream.cancel_requested = true;
                 cancels.push(slot);
             }
@@ -342,7 +422,10 @@ pub struct OpFuture {
 
 impl OpFuture {
     pub fn new(reactor: std::rc::Rc<Reactor>, id: OpId) -> OpFuture {
-        OpFuture { reactor, id: Some(id) }
+        OpFuture {
+            reactor,
+            id: Some(id),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! target descriptor is known before any message is sent) or returns the first failure, with every
 //! started core stopped again; dropping the runtime stops and joins every core.
 
-use crate::constants::CORES_MAX;
+use crate::constants::{CORES_MAX, IDLE_SPIN};
 use crate::error::RuntimeError;
 use crate::executor::{self, Core, CoreShared, Job, SpawnError};
 use crate::mesh::Mesh;
@@ -23,6 +23,7 @@ pub struct Builder {
     cores: usize,
     pin: bool,
     reactor: ReactorOptions,
+    idle_spin: std::time::Duration,
 }
 
 impl Builder {
@@ -58,6 +59,13 @@ impl Builder {
         self
     }
 
+    /// How long an idle core polls before sleeping in the ring (default
+    /// [`crate::constants::IDLE_SPIN`]; zero sleeps at once). Benchmarks compare the two.
+    pub fn idle_spin(mut self, spin: std::time::Duration) -> Builder {
+        self.idle_spin = spin;
+        self
+    }
+
     /// Starts the cores.
     pub fn build(self) -> Result<Runtime, RuntimeError> {
         Runtime::start(self)
@@ -73,7 +81,12 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn builder() -> Builder {
-        Builder { cores: 1, pin: true, reactor: ReactorOptions::default() }
+        Builder {
+            cores: 1,
+            pin: true,
+            reactor: ReactorOptions::default(),
+            idle_spin: IDLE_SPIN,
+        }
     }
 
     /// Starts `cores` cores with default settings.
@@ -83,30 +96,49 @@ impl Runtime {
 
     fn start(config: Builder) -> Result<Runtime, RuntimeError> {
         if config.cores == 0 || config.cores > CORES_MAX {
-            return Err(RuntimeError::InvalidConfig(format!("cores must be in 1..={CORES_MAX}, got {}", config.cores)));
+            return Err(RuntimeError::InvalidConfig(format!(
+                "cores must be in 1..={CORES_MAX}, got {}",
+                config.cores
+            )));
         }
         check_io_uring()?;
         let mut shared = Vec::with_capacity(config.cores);
         for core in 0..config.cores {
-            let core_shared = CoreShared::new(core)
-                .map_err(|err| RuntimeError::CoreStart { core, detail: format!("eventfd: {err}") })?;
+            let core_shared = CoreShared::new(core).map_err(|err| RuntimeError::CoreStart {
+                core,
+                detail: format!("eventfd: {err}"),
+            })?;
             shared.push(Arc::new(core_shared));
         }
         let shared: Arc<[Arc<CoreShared>]> = shared.into();
         let cpus = core_affinity::get_core_ids().unwrap_or_default();
-        let mut runtime = Runtime { shared: shared.clone(), threads: Vec::new(), features: placeholder_features() };
+        let mut runtime = Runtime {
+            shared: shared.clone(),
+            threads: Vec::new(),
+            features: placeholder_features(),
+        };
         let (ready_tx, ready_rx) = mpsc::sync_channel(config.cores);
         for core in 0..config.cores {
-            let cpu = if config.pin && !cpus.is_empty() { Some(cpus[core % cpus.len()]) } else { None };
+            let cpu = if config.pin && !cpus.is_empty() {
+                Some(cpus[core % cpus.len()])
+            } else {
+                None
+            };
             let all = shared.clone();
             let ready = ready_tx.clone();
             let options = config.reactor;
+            let idle_spin = config.idle_spin;
             let spawned = thread::Builder::new()
                 .name(format!("jube-core-{core}"))
-                .spawn(move || core_main(core, cpu, all, options, ready));
+                .spawn(move || core_main(core, cpu, all, options, idle_spin, ready));
             match spawned {
                 Ok(handle) => runtime.threads.push(Some(handle)),
-                Err(err) => return Err(RuntimeError::CoreStart { core, detail: format!("thread: {err}") }),
+                Err(err) => {
+                    return Err(RuntimeError::CoreStart {
+                        core,
+                        detail: format!("thread: {err}"),
+                    })
+                }
             }
         }
         drop(ready_tx);
@@ -114,7 +146,12 @@ impl Runtime {
             match ready_rx.recv() {
                 Ok(Ok(features)) => runtime.features = features,
                 Ok(Err(err)) => return Err(err),
-                Err(_) => return Err(RuntimeError::CoreStart { core: 0, detail: "a core exited during start".into() }),
+                Err(_) => {
+                    return Err(RuntimeError::CoreStart {
+                        core: 0,
+                        detail: "a core exited during start".into(),
+                    })
+                }
             }
         }
         tracing::info!(
@@ -161,7 +198,10 @@ impl Runtime {
         Fut: Future<Output = T> + 'static,
         T: Send + 'static,
     {
-        assert!(executor::current_core().is_none(), "Runtime::block_on called from a core would deadlock it");
+        assert!(
+            executor::current_core().is_none(),
+            "Runtime::block_on called from a core would deadlock it"
+        );
         let (tx, rx) = mpsc::sync_channel(1);
         self.spawn_on(core, move || async move {
             let _ = tx.send(make().await);
@@ -171,12 +211,18 @@ impl Runtime {
 
     fn inject(&self, core: usize, job: Job) -> Result<(), SpawnError> {
         let Some(shared) = self.shared.get(core) else {
-            return Err(SpawnError::NoSuchCore { core, cores: self.shared.len() });
+            return Err(SpawnError::NoSuchCore {
+                core,
+                cores: self.shared.len(),
+            });
         };
         if shared.stopping.load(Ordering::Acquire) {
             return Err(SpawnError::Stopped { core });
         }
-        shared.inject.push(job).map_err(|_| SpawnError::InjectQueueFull { core })?;
+        shared
+            .inject
+            .push(job)
+            .map_err(|_| SpawnError::InjectQueueFull { core })?;
         shared.sleeping.store(false, Ordering::SeqCst);
         shared.wake_by_eventfd();
         Ok(())
@@ -224,13 +270,23 @@ impl Drop for Runtime {
 }
 
 fn placeholder_features() -> RingFeatures {
-    RingFeatures { setup_flags: "none", msg_ring: false }
+    RingFeatures {
+        setup_flags: "none",
+        msg_ring: false,
+    }
 }
 
 /// Creates and drops a tiny ring: the clearest place to report that io_uring is unavailable.
 fn check_io_uring() -> Result<(), RuntimeError> {
-    let options = RingOptions { sq_entries: 4, cq_entries: 8, taskrun_flags: false, msg_ring: false };
-    Ring::new(1, options).map(drop).map_err(|err| RuntimeError::from_setup_error(&err))
+    let options = RingOptions {
+        sq_entries: 4,
+        cq_entries: 8,
+        taskrun_flags: false,
+        msg_ring: false,
+    };
+    Ring::new(1, options)
+        .map(drop)
+        .map_err(|err| RuntimeError::from_setup_error(&err))
 }
 
 type Ready = mpsc::SyncSender<Result<RingFeatures, RuntimeError>>;
@@ -240,6 +296,7 @@ fn core_main(
     cpu: Option<core_affinity::CoreId>,
     all: Arc<[Arc<CoreShared>]>,
     options: ReactorOptions,
+    idle_spin: std::time::Duration,
     ready: Ready,
 ) {
     if let Some(cpu) = cpu {
@@ -250,15 +307,22 @@ fn core_main(
     let reactor = match Reactor::new(options) {
         Ok(reactor) => Rc::new(reactor),
         Err(err) => {
-            let _ = ready.send(Err(RuntimeError::CoreStart { core, detail: format!("io_uring setup: {err}") }));
+            let _ = ready.send(Err(RuntimeError::CoreStart {
+                core,
+                detail: format!("io_uring setup: {err}"),
+            }));
             return;
         }
     };
     let features = reactor.features();
-    let ring_fd = if features.msg_ring { duplicate(reactor.ring_fd()).ok() } else { None };
+    let ring_fd = if features.msg_ring {
+        duplicate(reactor.ring_fd()).ok()
+    } else {
+        None
+    };
     let shared = all[core].clone();
     let _ = shared.ring_fd.set(ring_fd);
     let _ = ready.send(Ok(features));
-    let core_state = Rc::new(Core::new(shared, all, reactor));
+    let core_state = Rc::new(Core::new(shared, all, reactor, idle_spin));
     executor::enter(core_state, |core| core.run());
 }

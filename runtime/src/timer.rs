@@ -17,7 +17,10 @@ pub async fn sleep(duration: Duration) {
     let reactor = executor::current().reactor.clone();
     let op: OpFuture = submit_async(&reactor, OpSpec::Timeout { after: duration }).await;
     let (result, _) = op.await;
-    debug_assert!(result == -libc::ETIME || result == 0, "timeout completed with {result}");
+    debug_assert!(
+        result == -libc::ETIME || result == 0,
+        "timeout completed with {result}"
+    );
 }
 
 /// The deadline of [`timeout`] passed first.

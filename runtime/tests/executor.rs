@@ -3,15 +3,19 @@
 //! machine is shared), runs its scenario through `block_on`, and checks observable order or counts.
 
 use jube_runtime::{
-    core_count, current_core, ops_in_flight, sleep, spawn, spawn_background, timeout, yield_now, Elapsed, Runtime,
-    RuntimeError,
+    core_count, current_core, ops_in_flight, sleep, spawn, spawn_background, timeout, yield_now,
+    Elapsed, Runtime, RuntimeError,
 };
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 fn runtime(cores: usize) -> Runtime {
-    Runtime::builder().cores(cores).pin(false).build().expect("io_uring runtime starts")
+    Runtime::builder()
+        .cores(cores)
+        .pin(false)
+        .build()
+        .expect("io_uring runtime starts")
 }
 
 #[test]
@@ -100,8 +104,14 @@ fn background_work_neither_starves_nor_is_starved() {
         .unwrap();
     assert!(foreground_done);
     // One background poll per busy tick of 64 foreground polls: about 10,000 / 64 = 156.
-    assert!(background_polls >= 50, "background starved: {background_polls} polls");
-    assert!(background_polls <= 1000, "background took too large a share: {background_polls} polls");
+    assert!(
+        background_polls >= 50,
+        "background starved: {background_polls} polls"
+    );
+    assert!(
+        background_polls <= 1000,
+        "background took too large a share: {background_polls} polls"
+    );
 }
 
 #[test]
@@ -163,7 +173,10 @@ fn spawn_on_runs_jobs_from_other_threads() {
     drop(tx);
     let received: Vec<_> = rx.iter().collect();
     assert_eq!(received.len(), 200);
-    assert_eq!(received.iter().filter(|(core, _)| *core == Some(0)).count(), 100);
+    assert_eq!(
+        received.iter().filter(|(core, _)| *core == Some(0)).count(),
+        100
+    );
     assert!(rt.spawn_on(7, || async {}).is_err());
 }
 
@@ -182,12 +195,21 @@ fn shutdown_cancels_parked_tasks_quickly() {
     std::thread::sleep(Duration::from_millis(20));
     let start = Instant::now();
     rt.shutdown().unwrap();
-    assert!(start.elapsed() < Duration::from_secs(5), "shutdown waited for parked timers");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "shutdown waited for parked timers"
+    );
 }
 
 #[test]
 fn plain_ring_and_eventfd_fallbacks_work() {
-    let rt = Runtime::builder().cores(2).pin(false).taskrun_flags(false).msg_ring(false).build().unwrap();
+    let rt = Runtime::builder()
+        .cores(2)
+        .pin(false)
+        .taskrun_flags(false)
+        .msg_ring(false)
+        .build()
+        .unwrap();
     assert!(!rt.features().msg_ring);
     assert_eq!(rt.features().setup_flags, "none");
     let value = rt
@@ -204,8 +226,15 @@ fn unavailable_io_uring_explains_what_to_do() {
     let denied = RuntimeError::from_setup_error(&std::io::Error::from_raw_os_error(libc::EPERM));
     let text = denied.to_string();
     assert!(text.contains("io_uring is unavailable"), "{text}");
-    assert!(text.contains("io_uring_disabled") && text.contains("seccomp"), "{text}");
-    let missing = RuntimeError::from_setup_error(&std::io::Error::from_raw_os_error(libc::ENOSYS)).to_string();
+    assert!(
+        text.contains("io_uring_disabled") && text.contains("seccomp"),
+        "{text}"
+    );
+    let missing = RuntimeError::from_setup_error(&std::io::Error::from_raw_os_error(libc::ENOSYS))
+        .to_string();
     assert!(missing.contains("Linux 6.1"), "{missing}");
-    assert!(matches!(Runtime::new(0), Err(RuntimeError::InvalidConfig(_))));
+    assert!(matches!(
+        Runtime::new(0),
+        Err(RuntimeError::InvalidConfig(_))
+    ));
 }

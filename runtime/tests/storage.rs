@@ -17,8 +17,16 @@ fn pattern(seed: u8, len: usize) -> AlignedBuf {
 /// The whole conformance suite, run against one open Vfs.
 fn conformance(vfs: &mut UringVfs) {
     let mut file = vfs.open("data", OpenMode::CreateNew).unwrap();
-    assert_eq!(vfs.open("data", OpenMode::CreateNew).err().map(|e| e.kind), Some(IoErrorKind::AlreadyExists));
-    assert_eq!(vfs.open("missing", OpenMode::Existing).err().map(|e| e.kind), Some(IoErrorKind::NotFound));
+    assert_eq!(
+        vfs.open("data", OpenMode::CreateNew).err().map(|e| e.kind),
+        Some(IoErrorKind::AlreadyExists)
+    );
+    assert_eq!(
+        vfs.open("missing", OpenMode::Existing)
+            .err()
+            .map(|e| e.kind),
+        Some(IoErrorKind::NotFound)
+    );
     assert_eq!(file.size(), 0);
 
     // Blocking helpers: write, read back, sync.
@@ -31,25 +39,56 @@ fn conformance(vfs: &mut UringVfs) {
 
     // Reads past the end: the result counts the bytes inside the file, the rest reads as zero
     // even if the buffer held data before.
-    let (tail, n) = file.read_at(IO_ALIGN as u64, pattern(9, 3 * IO_ALIGN)).unwrap();
+    let (tail, n) = file
+        .read_at(IO_ALIGN as u64, pattern(9, 3 * IO_ALIGN))
+        .unwrap();
     assert_eq!(n, IO_ALIGN);
     assert_eq!(&tail[..IO_ALIGN], &pattern(1, 2 * IO_ALIGN)[IO_ALIGN..]);
-    assert!(tail[IO_ALIGN..].iter().all(|&b| b == 0), "bytes past EOF must read as zero");
+    assert!(
+        tail[IO_ALIGN..].iter().all(|&b| b == 0),
+        "bytes past EOF must read as zero"
+    );
 
     // Misaligned offsets and lengths are rejected at submit, and nothing is left in flight.
-    let err = file.submit(1, Op::Write { offset: 100, buf: AlignedBuf::zeroed(IO_ALIGN) }).unwrap_err();
+    let err = file
+        .submit(
+            1,
+            Op::Write {
+                offset: 100,
+                buf: AlignedBuf::zeroed(IO_ALIGN),
+            },
+        )
+        .unwrap_err();
     assert_eq!(err.kind, IoErrorKind::InvalidInput);
-    let err = file.submit(1, Op::Read { offset: 512, buf: AlignedBuf::zeroed(IO_ALIGN) }).unwrap_err();
+    let err = file
+        .submit(
+            1,
+            Op::Read {
+                offset: 512,
+                buf: AlignedBuf::zeroed(IO_ALIGN),
+            },
+        )
+        .unwrap_err();
     assert_eq!(err.kind, IoErrorKind::InvalidInput);
     assert_eq!(file.in_flight(), 0);
 
     // Many operations in flight: wait() for one leaves the others for poll(), each completion is
     // delivered exactly once and carries its buffer back.
     for tag in 0..16u64 {
-        let op = Op::Write { offset: (tag + 4) * IO_ALIGN as u64, buf: pattern(tag as u8, IO_ALIGN) };
+        let op = Op::Write {
+            offset: (tag + 4) * IO_ALIGN as u64,
+            buf: pattern(tag as u8, IO_ALIGN),
+        };
         file.submit(tag, op).unwrap();
     }
-    file.submit(100, Op::WriteDsync { offset: 30 * IO_ALIGN as u64, buf: pattern(100, IO_ALIGN) }).unwrap();
+    file.submit(
+        100,
+        Op::WriteDsync {
+            offset: 30 * IO_ALIGN as u64,
+            buf: pattern(100, IO_ALIGN),
+        },
+    )
+    .unwrap();
     assert_eq!(file.in_flight(), 17);
     let waited = file.wait(7);
     assert_eq!(waited.user_data, 7);
@@ -62,12 +101,20 @@ fn conformance(vfs: &mut UringVfs) {
         for completion in out.drain(..) {
             assert!(completion.result.is_ok(), "{:?}", completion.result);
             assert!(completion.buf.is_some());
-            assert!(seen.insert(completion.user_data), "completion {} delivered twice", completion.user_data);
+            assert!(
+                seen.insert(completion.user_data),
+                "completion {} delivered twice",
+                completion.user_data
+            );
         }
     }
     assert_eq!(seen.len(), 17);
     file.poll(&mut out);
-    assert!(out.is_empty(), "poll after everything was reaped returned {} completions", out.len());
+    assert!(
+        out.is_empty(),
+        "poll after everything was reaped returned {} completions",
+        out.len()
+    );
     assert_eq!(file.size(), 31 * IO_ALIGN as u64);
 
     // A sync submitted after the writes completed; then everything reads back.
@@ -75,17 +122,22 @@ fn conformance(vfs: &mut UringVfs) {
     let sync = file.wait(200);
     assert!(sync.result.is_ok() && sync.buf.is_none());
     for tag in 0..16u64 {
-        let (block, _) = file.read_at((tag + 4) * IO_ALIGN as u64, AlignedBuf::zeroed(IO_ALIGN)).unwrap();
+        let (block, _) = file
+            .read_at((tag + 4) * IO_ALIGN as u64, AlignedBuf::zeroed(IO_ALIGN))
+            .unwrap();
         assert_eq!(&block[..], &pattern(tag as u8, IO_ALIGN)[..], "block {tag}");
     }
 
     // The linked write -> fdatasync pair: two completions, the sync's after the write's.
-    file.submit_write_then_sync(300, 301, 40 * IO_ALIGN as u64, pattern(3, 4 * IO_ALIGN)).unwrap();
+    file.submit_write_then_sync(300, 301, 40 * IO_ALIGN as u64, pattern(3, 4 * IO_ALIGN))
+        .unwrap();
     let sync = file.wait(301);
     assert!(sync.result.is_ok(), "{:?}", sync.result);
     let write = file.wait(300);
     assert_eq!(write.result.unwrap(), 4 * IO_ALIGN);
-    let (block, _) = file.read_at(40 * IO_ALIGN as u64, AlignedBuf::zeroed(4 * IO_ALIGN)).unwrap();
+    let (block, _) = file
+        .read_at(40 * IO_ALIGN as u64, AlignedBuf::zeroed(4 * IO_ALIGN))
+        .unwrap();
     assert_eq!(&block[..], &pattern(3, 4 * IO_ALIGN)[..]);
 
     // set_size shrinks and grows (zero-filled).
@@ -105,14 +157,26 @@ fn conformance(vfs: &mut UringVfs) {
     assert!(!vfs.exists("data") && vfs.exists("renamed"));
     vfs.open("another", OpenMode::CreateNew).unwrap();
     vfs.sync_dir().unwrap();
-    assert_eq!(vfs.list().unwrap(), vec!["another".to_string(), "renamed".to_string()]);
+    assert_eq!(
+        vfs.list().unwrap(),
+        vec!["another".to_string(), "renamed".to_string()]
+    );
     vfs.remove("another").unwrap();
     assert_eq!(vfs.list().unwrap(), vec!["renamed".to_string()]);
-    assert_eq!(vfs.open("../escape", OpenMode::CreateNew).err().map(|e| e.kind), Some(IoErrorKind::InvalidInput));
+    assert_eq!(
+        vfs.open("../escape", OpenMode::CreateNew)
+            .err()
+            .map(|e| e.kind),
+        Some(IoErrorKind::InvalidInput)
+    );
     let mut sub = vfs.subdir("shard-0").unwrap();
     sub.open("wal", OpenMode::CreateNew).unwrap();
     assert_eq!(sub.list().unwrap(), vec!["wal".to_string()]);
-    assert_eq!(vfs.list().unwrap(), vec!["renamed".to_string()], "list shows files, not directories");
+    assert_eq!(
+        vfs.list().unwrap(),
+        vec!["renamed".to_string()],
+        "list shows files, not directories"
+    );
 }
 
 #[test]
@@ -120,7 +184,10 @@ fn storage_conforms_off_the_runtime_on_a_real_directory() {
     let dir = tempfile::tempdir_in("/tmp").unwrap();
     let mut vfs = UringVfs::open(dir.path()).unwrap();
     let probe = vfs.open("probe", OpenMode::CreateNew).unwrap();
-    assert!(probe.is_direct(), "/tmp is ext4 here and must take O_DIRECT");
+    assert!(
+        probe.is_direct(),
+        "/tmp is ext4 here and must take O_DIRECT"
+    );
     drop(probe);
     vfs.remove("probe").unwrap();
     conformance(&mut vfs);
@@ -170,7 +237,8 @@ fn blocking_wait_inside_a_task_keeps_other_tasks_io_moving() {
             let mut vfs = UringVfs::open(&path).unwrap();
             let mut file = vfs.open("f", OpenMode::CreateNew).unwrap();
             for i in 0..50u64 {
-                file.write_at(i * IO_ALIGN as u64, pattern(i as u8, IO_ALIGN)).unwrap();
+                file.write_at(i * IO_ALIGN as u64, pattern(i as u8, IO_ALIGN))
+                    .unwrap();
                 file.sync_data().unwrap();
             }
             timer.await

@@ -26,7 +26,11 @@ pub fn eventfd_signal(fd: &OwnedFd) -> io::Result<()> {
     // SAFETY: we pass a pointer to 8 live bytes on our stack and their exact length; the
     // descriptor is kept open by the borrow of `fd`.
     let written = unsafe {
-        libc::write(fd.as_raw_fd(), (&one as *const u64).cast::<libc::c_void>(), std::mem::size_of::<u64>())
+        libc::write(
+            fd.as_raw_fd(),
+            (&one as *const u64).cast::<libc::c_void>(),
+            std::mem::size_of::<u64>(),
+        )
     };
     if written < 0 {
         let err = io::Error::last_os_error();

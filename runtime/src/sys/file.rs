@@ -20,10 +20,17 @@ pub enum Caching {
 
 /// Opens `path` read-write with O_DIRECT, or buffered when O_DIRECT is refused. `create_new`
 /// creates the file and fails if it exists.
-pub fn open_data_file(path: &Path, create_new: bool, allow_direct: bool) -> io::Result<(File, Caching)> {
+pub fn open_data_file(
+    path: &Path,
+    create_new: bool,
+    allow_direct: bool,
+) -> io::Result<(File, Caching)> {
     let open = |flags: i32| {
         let mut options = OpenOptions::new();
-        options.read(true).write(true).custom_flags(flags | libc::O_CLOEXEC);
+        options
+            .read(true)
+            .write(true)
+            .custom_flags(flags | libc::O_CLOEXEC);
         if create_new {
             options.create_new(true);
         }

@@ -7,7 +7,7 @@
 
 #![allow(unsafe_code)]
 
-pub mod file;
 pub mod fd;
+pub mod file;
 pub mod ring;
 pub mod socket;

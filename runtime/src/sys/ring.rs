@@ -8,7 +8,7 @@
 //! - every pointer in an SQE points into heap memory owned by `held[slot]` (an `AlignedBuf`'s or a
 //!   `Vec`'s heap block, or a `Box`), which does not move when the owning value moves;
 //! - `held[slot]` is only emptied by the final completion of that slot;
-//! - `Drop` cancels what it can and waits for every outstanding completion; if the kernel does not
+//! - `Drop` waits for every outstanding completion; if the kernel does not
 //!   answer within [`DRAIN_TIMEOUT`] the held memory is leaked, never freed under the kernel.
 //!
 //! Descriptors are kept alive the same way (an `Rc` clone in `held`), so a file closed by its owner
@@ -37,9 +37,18 @@ pub type FdHandle = Rc<dyn AsRawFd>;
 /// One operation, owning everything the kernel will read or write.
 pub enum OpSpec {
     /// pread into the whole buffer.
-    Read { fd: FdHandle, offset: u64, buf: AlignedBuf },
+    Read {
+        fd: FdHandle,
+        offset: u64,
+        buf: AlignedBuf,
+    },
     /// pwrite of the whole buffer, with RWF_DSYNC when `dsync`.
-    Write { fd: FdHandle, offset: u64, buf: AlignedBuf, dsync: bool },
+    Write {
+        fd: FdHandle,
+        offset: u64,
+        buf: AlignedBuf,
+        dsync: bool,
+    },
     /// fdatasync.
     SyncData { fd: FdHandle },
     /// A relative timeout: completes with -ETIME when it expires.
@@ -49,7 +58,11 @@ pub enum OpSpec {
     /// recv into the whole `Vec` (its length, not its capacity).
     Recv { fd: FdHandle, buf: Vec<u8> },
     /// send of `buf[offset..]` with MSG_NOSIGNAL.
-    Send { fd: FdHandle, buf: Vec<u8>, offset: usize },
+    Send {
+        fd: FdHandle,
+        buf: Vec<u8>,
+        offset: usize,
+    },
     /// An 8-byte read of an eventfd's counter.
     ReadEventfd { fd: FdHandle },
 }
@@ -150,7 +163,11 @@ impl Ring {
             }),
             ("none", |_| {}),
         ];
-        let first = if options.taskrun_flags { 0 } else { attempts.len() - 1 };
+        let first = if options.taskrun_flags {
+            0
+        } else {
+            attempts.len() - 1
+        };
         let mut last_err = None;
         for (name, setup) in attempts.iter().skip(first) {
             let mut builder = IoUring::builder();
@@ -162,9 +179,17 @@ impl Ring {
                     let probed = uring.submitter().register_probe(&mut probe).is_ok();
                     let msg_ring =
                         options.msg_ring && probed && probe.is_supported(opcode::MsgRingData::CODE);
-                    let features = RingFeatures { setup_flags: name, msg_ring };
+                    let features = RingFeatures {
+                        setup_flags: name,
+                        msg_ring,
+                    };
                     let held = (0..slots).map(|_| None).collect();
-                    return Ok(Ring { uring, held, outstanding: 0, features });
+                    return Ok(Ring {
+                        uring,
+                        held,
+                        outstanding: 0,
+                        features,
+                    });
                 }
                 Err(err) if err.raw_os_error() == Some(libc::EINVAL) => last_err = Some(err),
                 Err(err) => return Err(err),
@@ -210,7 +235,12 @@ impl Ring {
         offset: u64,
         buf: AlignedBuf,
     ) -> Result<(), PushError> {
-        let write = OpSpec::Write { fd: fd.clone(), offset, buf, dsync: false };
+        let write = OpSpec::Write {
+            fd: fd.clone(),
+            offset,
+            buf,
+            dsync: false,
+        };
         if !self.make_room(2) {
             return Err(PushError::Full(write));
         }
@@ -218,7 +248,9 @@ impl Ring {
         let (sync_entry, sync_held) = build(OpSpec::SyncData { fd });
         self.hold(write_slot, write_held);
         self.hold(sync_slot, sync_held);
-        let write_entry = write_entry.flags(squeue::Flags::IO_LINK).user_data(u64::from(write_slot));
+        let write_entry = write_entry
+            .flags(squeue::Flags::IO_LINK)
+            .user_data(u64::from(write_slot));
         // SAFETY: both entries' memory is owned by `held[write_slot]` / `held[sync_slot]` until
         // their final completions; make_room(2) guaranteed both fit, so the link is not split.
         unsafe {
@@ -264,7 +296,11 @@ impl Ring {
         let to_submit = self.uring.submission().len() as u32;
         // SAFETY: a plain io_uring_enter with no argument pointer (`None`), submitting SQEs whose
         // memory is held per the module invariant.
-        let result = unsafe { self.uring.submitter().enter::<libc::sigset_t>(to_submit, 0, ENTER_GETEVENTS, None) };
+        let result = unsafe {
+            self.uring
+                .submitter()
+                .enter::<libc::sigset_t>(to_submit, 0, ENTER_GETEVENTS, None)
+        };
         ignore_transient(result)
     }
 
@@ -275,7 +311,9 @@ impl Ring {
 
     /// Like [`Ring::submit_and_wait`], but gives up after `timeout`.
     pub fn submit_and_wait_timeout(&mut self, timeout: Duration) -> io::Result<()> {
-        let ts = types::Timespec::new().sec(timeout.as_secs()).nsec(timeout.subsec_nanos());
+        let ts = types::Timespec::new()
+            .sec(timeout.as_secs())
+            .nsec(timeout.subsec_nanos());
         let args = types::SubmitArgs::new().timespec(&ts);
         match self.uring.submitter().submit_with_args(1, &args) {
             Err(err) if err.raw_os_error() == Some(libc::ETIME) => Ok(()),
@@ -286,7 +324,12 @@ impl Ring {
     /// Hands every available completion to `on`. A slot's buffer comes back with its final CQE.
     pub fn reap(&mut self, mut on: impl FnMut(Reaped)) -> usize {
         let mut count = 0;
-        let Ring { uring, held, outstanding, .. } = self;
+        let Ring {
+            uring,
+            held,
+            outstanding,
+            ..
+        } = self;
         for cqe in uring.completion() {
             count += 1;
             let user_data = cqe.user_data();
@@ -294,20 +337,31 @@ impl Ring {
             let payload = if user_data < held.len() as u64 && !more {
                 let index = user_data as usize;
                 let entry = held[index].take();
-                assert!(entry.is_some(), "completion for slot {index}, which holds no operation");
+                assert!(
+                    entry.is_some(),
+                    "completion for slot {index}, which holds no operation"
+                );
                 *outstanding -= 1;
                 entry.map(|h| h.payload)
             } else {
                 None
             };
-            on(Reaped { user_data, result: cqe.result(), more, payload });
+            on(Reaped {
+                user_data,
+                result: cqe.result(),
+                more,
+                payload,
+            });
         }
         count
     }
 
     fn hold(&mut self, slot: u32, held: Held) {
         let entry = &mut self.held[slot as usize];
-        assert!(entry.is_none(), "slot {slot} pushed while its previous operation is in flight");
+        assert!(
+            entry.is_none(),
+            "slot {slot} pushed while its previous operation is in flight"
+        );
         *entry = Some(held);
         self.outstanding += 1;
     }
@@ -330,24 +384,25 @@ impl Ring {
     unsafe fn push_entry(&mut self, entry: &squeue::Entry) {
         // SAFETY: the caller guarantees the entry's memory; make_room guaranteed the space.
         let pushed = unsafe { self.uring.submission().push(entry) };
-        assert!(pushed.is_ok(), "SQ push failed after make_room reported space");
+        assert!(
+            pushed.is_ok(),
+            "SQ push failed after make_room reported space"
+        );
     }
 
-    /// Cancels everything cancellable and waits for every outstanding completion.
+    /// Waits for every outstanding completion. Nothing is cancelled here: by the time a ring is
+    /// dropped its owner has abandoned every operation, cancelling those that may never complete
+    /// (network, timers) and letting file I/O finish, so a write is never skipped at shutdown.
     fn drain(&mut self) {
         if self.outstanding == 0 {
             return;
         }
-        if self.make_room(1) {
-            let entry = opcode::AsyncCancel2::new(types::CancelBuilder::any())
-                .build()
-                .user_data(TOKEN_INTERNAL);
-            // SAFETY: a cancel SQE carries no pointers.
-            unsafe { self.push_entry(&entry) };
-        }
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         while self.outstanding > 0 && Instant::now() < deadline {
-            if self.submit_and_wait_timeout(Duration::from_millis(100)).is_err() {
+            if self
+                .submit_and_wait_timeout(Duration::from_millis(100))
+                .is_err()
+            {
                 break;
             }
             self.reap(|_| {});
@@ -375,40 +430,72 @@ fn ignore_transient(result: io::Result<usize>) -> io::Result<()> {
         Ok(_) => Ok(()),
         // Interrupted by a signal, or the CQ is momentarily full (EBUSY): the caller reaps and
         // comes back, so neither is an error.
-        Err(err) if matches!(err.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)) => Ok(()),
+        Err(err)
+            if matches!(
+                err.raw_os_error(),
+                Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
+            ) =>
+        {
+            Ok(())
+        }
         Err(err) => Err(err),
     }
 }
 
 /// Builds the SQE for `op` and the record that keeps its memory alive.
 fn build(op: OpSpec) -> (squeue::Entry, Held) {
-    let mut held = Held { _fd: None, payload: Payload::None, _timespec: None, _counter: None };
+    let mut held = Held {
+        _fd: None,
+        payload: Payload::None,
+        _timespec: None,
+        _counter: None,
+    };
     let entry = match op {
-        OpSpec::Read { fd, offset, mut buf } => {
-            let entry = opcode::Read::new(types::Fd(fd.as_raw_fd()), buf.as_mut_ptr(), len_u32(buf.len()))
-                .offset(offset)
-                .build();
+        OpSpec::Read {
+            fd,
+            offset,
+            mut buf,
+        } => {
+            let entry = opcode::Read::new(
+                types::Fd(fd.as_raw_fd()),
+                buf.as_mut_ptr(),
+                len_u32(buf.len()),
+            )
+            .offset(offset)
+            .build();
             held._fd = Some(fd);
             held.payload = Payload::Aligned(buf);
             entry
         }
-        OpSpec::Write { fd, offset, buf, dsync } => {
+        OpSpec::Write {
+            fd,
+            offset,
+            buf,
+            dsync,
+        } => {
             let flags = if dsync { libc::RWF_DSYNC } else { 0 };
-            let entry = opcode::Write::new(types::Fd(fd.as_raw_fd()), buf.as_ptr(), len_u32(buf.len()))
-                .offset(offset)
-                .rw_flags(flags)
-                .build();
+            let entry =
+                opcode::Write::new(types::Fd(fd.as_raw_fd()), buf.as_ptr(), len_u32(buf.len()))
+                    .offset(offset)
+                    .rw_flags(flags)
+                    .build();
             held._fd = Some(fd);
             held.payload = Payload::Aligned(buf);
             entry
         }
         OpSpec::SyncData { fd } => {
-            let entry = opcode::Fsync::new(types::Fd(fd.as_raw_fd())).flags(types::FsyncFlags::DATASYNC).build();
+            let entry = opcode::Fsync::new(types::Fd(fd.as_raw_fd()))
+                .flags(types::FsyncFlags::DATASYNC)
+                .build();
             held._fd = Some(fd);
             entry
         }
         OpSpec::Timeout { after } => {
-            let timespec = Box::new(types::Timespec::new().sec(after.as_secs()).nsec(after.subsec_nanos()));
+            let timespec = Box::new(
+                types::Timespec::new()
+                    .sec(after.as_secs())
+                    .nsec(after.subsec_nanos()),
+            );
             let entry = opcode::Timeout::new(&*timespec as *const types::Timespec).build();
             held._timespec = Some(timespec);
             entry
@@ -416,31 +503,49 @@ fn build(op: OpSpec) -> (squeue::Entry, Held) {
         OpSpec::Accept { fd, multishot } => {
             let raw = types::Fd(fd.as_raw_fd());
             let entry = if multishot {
-                opcode::AcceptMulti::new(raw).flags(libc::SOCK_CLOEXEC).build()
+                opcode::AcceptMulti::new(raw)
+                    .flags(libc::SOCK_CLOEXEC)
+                    .build()
             } else {
-                opcode::Accept::new(raw, std::ptr::null_mut(), std::ptr::null_mut()).flags(libc::SOCK_CLOEXEC).build()
+                opcode::Accept::new(raw, std::ptr::null_mut(), std::ptr::null_mut())
+                    .flags(libc::SOCK_CLOEXEC)
+                    .build()
             };
             held._fd = Some(fd);
             entry
         }
         OpSpec::Recv { fd, mut buf } => {
-            let entry = opcode::Recv::new(types::Fd(fd.as_raw_fd()), buf.as_mut_ptr(), len_u32(buf.len())).build();
+            let entry = opcode::Recv::new(
+                types::Fd(fd.as_raw_fd()),
+                buf.as_mut_ptr(),
+                len_u32(buf.len()),
+            )
+            .build();
             held._fd = Some(fd);
             held.payload = Payload::Bytes(buf);
             entry
         }
         OpSpec::Send { fd, buf, offset } => {
             let rest = &buf[offset.min(buf.len())..];
-            let entry = opcode::Send::new(types::Fd(fd.as_raw_fd()), rest.as_ptr(), len_u32(rest.len()))
-                .flags(libc::MSG_NOSIGNAL)
-                .build();
+            let entry = opcode::Send::new(
+                types::Fd(fd.as_raw_fd()),
+                rest.as_ptr(),
+                len_u32(rest.len()),
+            )
+            .flags(libc::MSG_NOSIGNAL)
+            .build();
             held._fd = Some(fd);
             held.payload = Payload::Bytes(buf);
             entry
         }
         OpSpec::ReadEventfd { fd } => {
             let mut counter = Box::new(0u64);
-            let entry = opcode::Read::new(types::Fd(fd.as_raw_fd()), (&mut *counter as *mut u64).cast::<u8>(), 8).build();
+            let entry = opcode::Read::new(
+                types::Fd(fd.as_raw_fd()),
+                (&mut *counter as *mut u64).cast::<u8>(),
+                8,
+            )
+            .build();
             held._fd = Some(fd);
             held._counter = Some(counter);
             entry
