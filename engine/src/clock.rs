@@ -82,3 +82,14 @@ impl Clock for ManualClock {
         self.wall_ms.get()
     }
 }
+
+/// A shared clock is a clock: the shard and its WAL hold the same one.
+impl<T: Clock + ?Sized> Clock for Rc<T> {
+    fn monotonic_ns(&self) -> u64 {
+        (**self).monotonic_ns()
+    }
+
+    fn wall_ms(&self) -> u64 {
+        (**self).wall_ms()
+    }
+}

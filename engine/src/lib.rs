@@ -7,4 +7,9 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod constants;
+pub mod manifest;
+pub mod shard;
 pub mod storage;
+pub mod tree;
+pub mod wal;

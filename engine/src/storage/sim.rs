@@ -36,6 +36,11 @@
 //! - **ENOSPC**: a write or size change that would take the total of all files past
 //!   `capacity_bytes` fails with `NoSpace` and changes nothing.
 //!
+//! - **Power cut** ([`SimDisk::cut_power_after`]): after a given number of further operations,
+//!   every operation and directory change fails with `Stale` until [`SimDisk::crash`] reboots
+//!   the disk. With it a test can crash the engine at *any* point: inside a group commit, between
+//!   a write and its sync, during a segment rollover, a checkpoint, or recovery itself.
+//!
 //! Probabilities are given per million operations. Tests can also flip bytes of the durable image
 //! directly ([`SimDisk::flip_byte`]) to model media corruption.
 //!
@@ -218,6 +223,8 @@ struct DiskState {
     in_flight: Vec<InFlight>,
     done: BTreeMap<InodeId, Vec<Completion>>,
     stats: SimStats,
+    /// Operations left before the power goes out (None: no cut scheduled).
+    power_left: Option<u64>,
 }
 
 /// A simulated disk; clones share it. See the module doc for the fault model.
@@ -244,6 +251,7 @@ impl SimDisk {
             in_flight: Vec::new(),
             done: BTreeMap::new(),
             stats: SimStats::default(),
+            power_left: None,
         };
         SimDisk {
             state: Rc::new(RefCell::new(state)),
@@ -272,6 +280,26 @@ impl SimDisk {
     /// crash fail with `Stale` afterwards; open the files again through [`SimDisk::root`].
     pub fn crash(&self) {
         self.state.borrow_mut().crash();
+    }
+
+    /// Cuts the power after `ops` more operations (reads, writes, syncs and directory changes):
+    /// from then on everything fails with `Stale` until [`SimDisk::crash`].
+    pub fn cut_power_after(&self, ops: u64) {
+        self.state.borrow_mut().power_left = Some(ops);
+    }
+
+    /// Cancels a scheduled power cut that has not happened yet (one that has stays until
+    /// [`SimDisk::crash`]).
+    pub fn cancel_power_cut(&self) {
+        let mut state = self.state.borrow_mut();
+        if state.power_left != Some(0) {
+            state.power_left = None;
+        }
+    }
+
+    /// Whether a scheduled power cut has happened.
+    pub fn power_is_out(&self) -> bool {
+        self.state.borrow().power_left == Some(0)
     }
 
     /// Flips the bits of one byte of `path` (a '/'-separated path from the root) in both images,
@@ -334,8 +362,26 @@ impl DiskState {
             .sum()
     }
 
+    /// Counts one operation against a scheduled power cut; Err once the power is out.
+    fn spend_power(&mut self, path: &str) -> Result<(), IoError> {
+        match &mut self.power_left {
+            Some(0) => Err(IoError::new(
+                IoErrorKind::Stale,
+                path,
+                None,
+                "the power is out",
+            )),
+            Some(left) => {
+                *left -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
     fn crash(&mut self) {
         self.stats.crashes += 1;
+        self.power_left = None;
         // Writes in flight may or may not have reached the disk: treat them as unsynced.
         let in_flight = std::mem::take(&mut self.in_flight);
         for op in in_flight {
@@ -406,6 +452,9 @@ impl DiskState {
                     fate += 1;
                 }
                 let sectors = data.len().div_ceil(SECTOR_SIZE);
+                if sectors == 0 {
+                    return;
+                }
                 match fate {
                     0 => {}
                     1 => return,
@@ -451,6 +500,16 @@ impl DiskState {
             result,
             buf,
         };
+        if let Err(err) = self.spend_power(&path) {
+            // The operation never reached the disk (the harsher of "may or may not have").
+            let buf = match op.op {
+                Op::Read { buf, .. } | Op::Write { buf, .. } | Op::WriteDsync { buf, .. } => {
+                    Some(buf)
+                }
+                Op::SyncData => None,
+            };
+            return done(Err(err), buf);
+        }
         match op.op {
             Op::Read { offset, mut buf } => {
                 self.stats.reads += 1;
@@ -624,6 +683,7 @@ impl Vfs for SimVfs {
         let path = self.path_of(name);
         let mut guard = self.disk.state.borrow_mut();
         let state = &mut *guard;
+        state.spend_power(&path)?;
         let existing = state
             .live_dirs
             .get(&self.dir)
@@ -678,6 +738,7 @@ impl Vfs for SimVfs {
     fn remove(&mut self, name: &str) -> Result<(), IoError> {
         let mut guard = self.disk.state.borrow_mut();
         let state = &mut *guard;
+        state.spend_power(&self.path_of(name))?;
         let entries = state.live_dirs.entry(self.dir.clone()).or_default();
         if entries.remove(name).is_none() {
             return Err(self.not_found(name));
@@ -694,6 +755,7 @@ impl Vfs for SimVfs {
     fn rename(&mut self, from: &str, to: &str) -> Result<(), IoError> {
         let mut guard = self.disk.state.borrow_mut();
         let state = &mut *guard;
+        state.spend_power(&self.path_of(from))?;
         let entries = state.live_dirs.entry(self.dir.clone()).or_default();
         let Some(inode) = entries.remove(from) else {
             return Err(self.not_found(from));
@@ -721,6 +783,7 @@ impl Vfs for SimVfs {
     fn sync_dir(&mut self) -> Result<(), IoError> {
         let mut guard = self.disk.state.borrow_mut();
         let state = &mut *guard;
+        state.spend_power(&self.location)?;
         if let Some(ops) = state.dir_logs.remove(&self.dir) {
             let entries = state.durable_dirs.entry(self.dir.clone()).or_default();
             for op in ops {
@@ -889,6 +952,7 @@ impl Storage for SimStorage {
         let mut guard = self.disk.state.borrow_mut();
         let state = &mut *guard;
         self.check_live(state)?;
+        state.spend_power(&self.path)?;
         let current = state
             .inodes
             .get(&self.inode)

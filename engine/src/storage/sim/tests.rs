@@ -303,3 +303,44 @@ fn subdirectories_are_separate_namespaces() {
     assert!(shard.exists("pages"));
     assert_eq!(shard.path_of("pages"), "shard-0/pages");
 }
+
+#[test]
+fn a_power_cut_fails_everything_until_the_crash() {
+    let disk = SimDisk::new(13, only("keep"));
+    let mut file = create(&disk, "f");
+    disk.cut_power_after(1);
+    file.write_at(0, block(1))
+        .expect("the last operation before the cut");
+    assert!(disk.power_is_out());
+    assert_eq!(
+        file.sync_data().expect_err("power out").kind,
+        IoErrorKind::Stale
+    );
+    assert_eq!(
+        disk.root().sync_dir().expect_err("power out").kind,
+        IoErrorKind::Stale
+    );
+    disk.crash();
+    assert!(!disk.power_is_out());
+    assert_eq!(
+        read_block(&disk, "f", 0),
+        vec![1; 4096],
+        "unsynced, but kept by this fate"
+    );
+}
+
+/// Regression: a failed write that landed no sector at all, then torn or garbled at the crash,
+/// used to panic sampling an empty range of sectors.
+#[test]
+fn a_crash_after_a_failed_empty_write_does_not_panic() {
+    for seed in 0..64 {
+        let mut faults = only("torn");
+        faults.crash_garble_weight = 1;
+        let disk = SimDisk::new(seed, faults.clone());
+        let mut file = create(&disk, "f");
+        faults.write_eio_ppm = 1_000_000;
+        disk.set_faults(faults);
+        let _ = file.write_at(0, block(1));
+        disk.crash();
+    }
+}

@@ -1,0 +1,108 @@
+//! Every limit of the tree's on-disk format, with its reason.
+//!
+//! Relations between limits are checked at compile time below, so changing one number cannot
+//! silently break another (a key so long that a branch page can no longer hold four of them, a
+//! value so large that a leaf split cannot place it). Tests shrink the *configurable* limits
+//! (page size, cache budget) through `TreeConfig`; the constants here are the format's bounds.
+
+use crate::storage::{IO_ALIGN, SECTOR_SIZE};
+
+/// Version of the page-file format written by this code (superblock and page headers).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Smallest page size: one O_DIRECT block, so a page is one aligned I/O.
+pub const PAGE_SIZE_MIN: usize = 4096;
+
+/// Largest page size. Slot offsets inside a page are `u16`, so a page cannot exceed 64 KiB.
+pub const PAGE_SIZE_MAX: usize = 65536;
+
+/// Page size when the configuration does not choose one.
+pub const PAGE_SIZE_DEFAULT: usize = 4096;
+
+/// Bytes of the header at the start of every page (see docs/format.md, "Page header").
+pub const PAGE_HEADER_SIZE: usize = 40;
+
+/// Bytes of one slot (a `u16` offset of a record) in a page's slot array.
+pub const SLOT_SIZE: usize = 2;
+
+/// Bytes of a leaf record's fixed part: kind, flags, key length, value length, expiry, version.
+pub const LEAF_RECORD_HEADER_SIZE: usize = 24;
+
+/// Bytes of a branch record's fixed part: child page id and key length.
+pub const BRANCH_RECORD_HEADER_SIZE: usize = 10;
+
+/// Size of each superblock slot; two slots (A, B) open the page file.
+pub const SUPERBLOCK_SIZE: usize = IO_ALIGN;
+
+/// Offset of the first data page (page id 0): just after superblock slots A and B.
+pub const PAGES_OFFSET: u64 = 2 * SUPERBLOCK_SIZE as u64;
+
+/// Longest key, in bytes. Chosen so that a branch page of the smallest size holds at least four
+/// maximum-size separators (fan-out >= 4 bounds the height), and so a leaf holds two maximum
+/// records (a split always succeeds). Redis allows longer keys; ours are indexed, theirs hashed.
+pub const KEY_SIZE_MAX: usize = 512;
+
+/// Largest inline value at the smallest page size: a quarter page. Larger page sizes allow a
+/// quarter of their own size (`TreeConfig::value_inline_max`); anything larger is refused until
+/// the value log exists.
+pub const VALUE_INLINE_MAX_AT_PAGE_SIZE_MIN: usize = PAGE_SIZE_MIN / 4;
+
+/// Deepest tree we accept. With fan-out >= 4 a tree of height 32 would index more pages than a
+/// u64 addresses, so a deeper one on disk is corruption (or a cycle), not data.
+pub const TREE_HEIGHT_MAX: usize = 32;
+
+/// Pages one operation may pin at once: the root-to-leaf path plus a sibling and a new page per
+/// level during a split or merge. The cache may exceed its budget by at most this many pages while
+/// every other page is pinned (the documented small constant over the budget).
+pub const PINNED_PAGES_MAX: usize = 3 * TREE_HEIGHT_MAX + 4;
+
+/// Fewest pages the cache budget may name: an operation on a tree of ordinary height must be able
+/// to keep its path resident.
+pub const CACHE_PAGES_MIN: usize = 4;
+
+/// Name of the page file inside a shard directory.
+pub const PAGE_FILE_NAME: &str = "pages";
+
+/// Largest leaf record: header, key, inline value, slot.
+pub const fn leaf_record_size_max(value_inline_max: usize) -> usize {
+    LEAF_RECORD_HEADER_SIZE + KEY_SIZE_MAX + value_inline_max + SLOT_SIZE
+}
+
+/// Largest branch record: header, separator key, slot.
+pub const BRANCH_RECORD_SIZE_MAX: usize = BRANCH_RECORD_HEADER_SIZE + KEY_SIZE_MAX + SLOT_SIZE;
+
+/// Bytes of a page available for slots and records.
+pub const fn page_usable_size(page_size: usize) -> usize {
+    page_size - PAGE_HEADER_SIZE
+}
+
+const _: () = assert!(PAGE_SIZE_MIN.is_power_of_two() && PAGE_SIZE_MAX.is_power_of_two());
+const _: () = assert!(
+    PAGE_SIZE_MIN.is_multiple_of(IO_ALIGN),
+    "a page must be whole O_DIRECT blocks"
+);
+const _: () = assert!(PAGE_SIZE_MIN.is_multiple_of(SECTOR_SIZE));
+const _: () = assert!(
+    PAGE_SIZE_MAX <= u16::MAX as usize + 1,
+    "slot offsets are u16"
+);
+const _: () = assert!(PAGE_SIZE_DEFAULT >= PAGE_SIZE_MIN && PAGE_SIZE_DEFAULT <= PAGE_SIZE_MAX);
+const _: () = assert!(SUPERBLOCK_SIZE.is_multiple_of(IO_ALIGN));
+const _: () = assert!(PAGES_OFFSET.is_multiple_of(IO_ALIGN as u64));
+// A branch of the smallest page holds at least four maximum-size separators.
+const _: () = assert!(4 * BRANCH_RECORD_SIZE_MAX <= page_usable_size(PAGE_SIZE_MIN));
+// A leaf of the smallest page holds two maximum records, so splitting a full leaf plus one record
+// always yields two pages that fit, and each half of a split or redistribution is at least a
+// quarter full (the fill factor `check_integrity` verifies).
+const _: () = assert!(
+    2 * leaf_record_size_max(VALUE_INLINE_MAX_AT_PAGE_SIZE_MIN) <= page_usable_size(PAGE_SIZE_MIN)
+);
+// The quarter-page rule keeps that relation at every page size: the usable part grows with the
+// page, the key limit does not.
+const _: () =
+    assert!(2 * leaf_record_size_max(PAGE_SIZE_MAX / 4) <= page_usable_size(PAGE_SIZE_MAX));
+const _: () = assert!(
+    KEY_SIZE_MAX <= u16::MAX as usize,
+    "key lengths are u16 on disk"
+);
+const _: () = assert!(CACHE_PAGES_MIN >= 2);

@@ -1,0 +1,140 @@
+use super::*;
+use crate::constants::PAGE_SIZE_MIN;
+
+fn leaf_with(keys: &[&[u8]]) -> Vec<u8> {
+    let mut buf = vec![0u8; PAGE_SIZE_MIN];
+    init(&mut buf, PageType::Leaf, 0, 7);
+    for (i, key) in keys.iter().enumerate() {
+        let rec = LeafRecord {
+            key,
+            value: b"value",
+            expiry_ms: i as u64,
+            version: 100 + i as u64,
+        }
+        .encode();
+        assert!(insert_record(&mut buf, i, &rec));
+    }
+    seal(&mut buf);
+    buf
+}
+
+#[test]
+fn leaf_round_trip() {
+    let buf = leaf_with(&[b"a", b"b", b"c"]);
+    assert_eq!(validate(&buf, 7), Ok(()));
+    assert_eq!(count(&buf), 3);
+    let rec = leaf_record(&buf, 1);
+    assert_eq!(
+        (rec.key, rec.value, rec.expiry_ms, rec.version),
+        (&b"b"[..], &b"value"[..], 1, 101)
+    );
+    assert_eq!(search(&buf, b"b"), Ok(1));
+    assert_eq!(search(&buf, b"bb"), Err(2));
+    assert_eq!(search(&buf, b""), Err(0));
+}
+
+#[test]
+fn every_corrupted_byte_is_detected() {
+    let buf = leaf_with(&[b"alpha", b"beta", b"gamma"]);
+    for at in 0..buf.len() {
+        let mut bad = buf.clone();
+        bad[at] ^= 0x01;
+        assert!(
+            validate(&bad, 7).is_err(),
+            "flip at byte {at} went unnoticed"
+        );
+    }
+}
+
+#[test]
+fn wrong_page_id_is_a_misdirected_write() {
+    let buf = leaf_with(&[b"a"]);
+    let err = validate(&buf, 8).expect_err("page 7 read as page 8");
+    assert!(err.contains("header names page 7"), "{err}");
+}
+
+#[test]
+fn structural_errors_are_named_even_with_a_good_checksum() {
+    let mut buf = leaf_with(&[b"a", b"b"]);
+    // Swap the two slots: keys out of order.
+    let (s0, s1) = (
+        get_u16(&buf, PAGE_HEADER_SIZE),
+        get_u16(&buf, PAGE_HEADER_SIZE + 2),
+    );
+    put_u16(&mut buf, PAGE_HEADER_SIZE, s1);
+    put_u16(&mut buf, PAGE_HEADER_SIZE + 2, s0);
+    seal(&mut buf);
+    assert!(validate(&buf, 7)
+        .expect_err("unordered")
+        .contains("out of order"));
+    let mut buf = leaf_with(&[b"a"]);
+    buf[off::TYPE] = 9;
+    seal(&mut buf);
+    assert!(validate(&buf, 7)
+        .expect_err("bad type")
+        .contains("unknown page type"));
+}
+
+#[test]
+fn remove_and_reinsert_reuses_space_by_compaction() {
+    let mut buf = vec![0u8; PAGE_SIZE_MIN];
+    init(&mut buf, PageType::Leaf, 0, 1);
+    let value = vec![7u8; 300];
+    let mut n = 0;
+    loop {
+        let key = format!("key{n:04}");
+        let rec = LeafRecord {
+            key: key.as_bytes(),
+            value: &value,
+            expiry_ms: 0,
+            version: 1,
+        }
+        .encode();
+        if !insert_record(&mut buf, n, &rec) {
+            break;
+        }
+        n += 1;
+    }
+    assert!(
+        n >= 10,
+        "a 4 KiB page holds at least ten 330-byte records, held {n}"
+    );
+    // Free one record in the middle (garbage), then an equal one must fit again after compaction.
+    remove_record(&mut buf, n / 2);
+    let rec = LeafRecord {
+        key: b"key0000x",
+        value: &value,
+        expiry_ms: 0,
+        version: 2,
+    }
+    .encode();
+    assert!(insert_record(&mut buf, 1, &rec));
+    seal(&mut buf);
+    assert_eq!(validate(&buf, 1), Ok(()));
+    assert_eq!(count(&buf), n);
+}
+
+#[test]
+fn branch_children_and_child_index() {
+    let mut buf = vec![0u8; PAGE_SIZE_MIN];
+    init(&mut buf, PageType::Branch, 1, 3);
+    set_branch_child(&mut buf, 0, 10);
+    assert!(insert_record(&mut buf, 0, &branch_record(11, b"m")));
+    assert!(insert_record(&mut buf, 1, &branch_record(12, b"t")));
+    seal(&mut buf);
+    assert_eq!(validate(&buf, 3), Ok(()));
+    assert_eq!(branch_children(&buf), 3);
+    let child = |key: &[u8]| branch_child(&buf, branch_child_index(&buf, key));
+    assert_eq!(
+        (
+            child(b"a"),
+            child(b"m"),
+            child(b"s"),
+            child(b"t"),
+            child(b"z")
+        ),
+        (10, 11, 11, 12, 12)
+    );
+    set_branch_child(&mut buf, 1, 21);
+    assert_eq!(branch_child(&buf, 1), 21);
+}
