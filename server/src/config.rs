@@ -187,10 +187,11 @@ impl Config {
             ));
         }
         if storage.group_commit_bytes_max < 4096
+            || !storage.group_commit_bytes_max.is_multiple_of(4096)
             || storage.group_commit_bytes_max as u64 > storage.wal_segment_bytes / 4
         {
             return Err(format!(
-                "storage.group_commit_bytes_max {} must be in 4096..=wal_segment_bytes/4",
+                "storage.group_commit_bytes_max {} must be a multiple of 4096 in 4096..=wal_segment_bytes/4",
                 storage.group_commit_bytes_max
             ));
         }

@@ -12,9 +12,9 @@
 //!   so no call is ever sent to a core that is not ready;
 //! - no shard closes while any connection, on any core, is open (up to `SHUTDOWN_DRAIN_TIMEOUT`):
 //!   a connection's calls may target every shard;
-//! - a shard that fails to open is kept as a failed shard (its keys answer `ShardFailed` with the
-//!   reason) only when the engine is missing from the build (`StoreError::Unavailable`); any other
-//!   failure to open stops the start with the engine's message.
+//! - a data directory that cannot be opened stops the start with the engine's message; a shard
+//!   that fails recovery is kept as a failed shard (its keys answer `ShardFailed` with the reason,
+//!   INFO shows it) so that the other shards stay available and the operator can read why.
 
 use crate::call::MeshMessage;
 use crate::config::Config;
@@ -24,7 +24,7 @@ use crate::dispatcher::Dispatcher;
 use crate::info::InfoContext;
 use crate::metrics::CoreMetrics;
 use crate::routing::shards_of_core;
-use crate::shard_host::{open_layout, open_shard, Layout, ShardSettings, StoreError};
+use crate::shard_host::{open_layout, open_shard, Layout};
 use crate::shard_worker::ShardWorker;
 use crate::sync::{race, Either, Event};
 use jube_engine::clock::{Clock, SystemClock};
@@ -42,8 +42,7 @@ pub struct Shared {
     pub config: Config,
     pub cores: usize,
     pub shard_count: usize,
-    /// None when the engine is missing from this build (see `shard_host`).
-    pub layout: Result<Layout, StoreError>,
+    pub layout: Layout,
     pub started: Instant,
     pub connections: AtomicUsize,
     pub connections_total: AtomicU64,
@@ -105,20 +104,10 @@ pub fn run(config: Config, cores: usize) -> Result<bool, StartError> {
             data_dir.display()
         ))
     })?;
-    let layout = open_layout(&data_dir, cores, config.storage.page_size);
-    let shard_count = match &layout {
-        Ok(layout) => layout.shard_count,
-        Err(StoreError::Unavailable(reason)) => {
-            tracing::error!(%reason, "running without storage: every shard is failed");
-            cores
-        }
-        Err(error) => {
-            return Err(StartError(format!(
-                "cannot open {}: {error}",
-                data_dir.display()
-            )))
-        }
-    };
+    let clock: Rc<dyn Clock> = Rc::new(SystemClock::new());
+    let layout = open_layout(&data_dir, cores, &config, clock)
+        .map_err(|error| StartError(format!("cannot open {}: {error}", data_dir.display())))?;
+    let shard_count = layout.shard_count;
     if shard_count == 0 || shard_count > SHARDS_MAX {
         return Err(StartError(format!(
             "the data directory has {shard_count} shards; 1..={SHARDS_MAX} are supported"
@@ -232,15 +221,16 @@ async fn start_core(
 }
 
 fn open_worker(shared: &Shared, shard: usize, clock: Rc<dyn Clock>) -> ShardWorker {
-    let layout = match &shared.layout {
-        Ok(layout) => *layout,
-        Err(error) => return ShardWorker::failed(shard, error.clone(), clock),
-    };
     let shard_id = u32::try_from(shard).expect("SHARDS_MAX fits in u32");
-    let settings = ShardSettings::from_config(shard_id, layout, &shared.config);
     let started = Instant::now();
     tracing::info!(shard, "opening shard: recovery starts");
-    match open_shard(&shared.config.server.data_dir, &settings, clock.clone()) {
+    match open_shard(
+        &shared.config.server.data_dir,
+        shard_id,
+        shared.layout,
+        &shared.config,
+        clock.clone(),
+    ) {
         Ok((engine, recovery)) => {
             let steps: Vec<String> = recovery
                 .iter()

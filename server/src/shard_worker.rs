@@ -5,15 +5,16 @@
 //! - a write's result (Put, Delete, MultiPut) is released only once `acked_lsn() >= lsn` of its
 //!   last record, so no client hears of a write the sync policy does not yet cover;
 //! - a read's result is released only once `acked_lsn()` reaches the engine's `read_barrier` for
-//!   the keys it read (for a scan: the LSN of the last write this shard applied, which covers
-//!   deletes of keys the scan no longer sees), so no client reads an unacknowledged write;
+//!   the keys it read (for a scan: the engine's `scan_barrier`, the newest unacknowledged write,
+//!   which covers deletes of keys the scan no longer sees), so no client reads an unacknowledged
+//!   write;
 //! - after the engine fails (an I/O error, corruption) the shard is `Failed`: every waiting and
 //!   later call gets `ShardFailed` with the engine's message, until the server restarts;
 //! - waiting results are bounded by the calls in flight, themselves bounded by connections times
 //!   `connection_in_flight_max`.
 
 use crate::call::{CallOutput, CallResult, PutItem, ShardOp, ShardReport};
-use crate::shard_host::{Lsn, ShardEngine, StoreError, StoredValue};
+use crate::shard_host::{Lsn, Progress, ShardEngine, StoreError, StoredValue};
 use crate::sync::Slot;
 use jube_engine::clock::Clock;
 use jube_protocol::{Failure, GetReply, Status};
@@ -51,9 +52,10 @@ pub struct ShardWorker {
     /// Results waiting for `acked_lsn`, by (LSN, arrival) so that they leave in LSN order.
     waiters: RefCell<BTreeMap<(Lsn, u64), Delivery>>,
     arrivals: Cell<u64>,
-    last_write_lsn: Cell<Lsn>,
     calls: Cell<u64>,
     call_errors: Cell<u64>,
+    /// What the engine reported at the last drive, to log checkpoints and rollovers.
+    progress: Cell<Progress>,
 }
 
 fn failure(error: &StoreError) -> Failure {
@@ -77,9 +79,9 @@ impl ShardWorker {
             clock,
             waiters: RefCell::new(BTreeMap::new()),
             arrivals: Cell::new(0),
-            last_write_lsn: Cell::new(0),
             calls: Cell::new(0),
             call_errors: Cell::new(0),
+            progress: Cell::new(Progress::default()),
         }
     }
 
@@ -163,19 +165,14 @@ impl ShardWorker {
                 limit,
                 reverse,
             } => scan(engine.as_mut(), &start, &end, limit, reverse, wall_ms)
-                .map(|output| (Some(self.last_write_lsn.get()), output)),
+                .map(|output| (Some(engine.scan_barrier().unwrap_or(0)), output)),
             ShardOp::Checkpoint => engine
                 .checkpoint()
                 .map(|()| (None, CallOutput::Checkpointed)),
             ShardOp::Report => Ok((None, CallOutput::Done)),
         };
         match result {
-            Ok((Some(lsn), output)) => {
-                if lsn > self.last_write_lsn.get() && matches!(output, CallOutput::Done) {
-                    self.last_write_lsn.set(lsn);
-                }
-                Outcome::After(lsn, Ok(output))
-            }
+            Ok((Some(lsn), output)) => Outcome::After(lsn, Ok(output)),
             Ok((None, output)) => Outcome::Ready(Ok(output)),
             Err(error) => {
                 let response = Err(failure(&error));
@@ -208,6 +205,7 @@ impl ShardWorker {
                 None
             }
         };
+        self.log_progress();
         let ready: Vec<Delivery> = {
             let mut waiters = self.waiters.borrow_mut();
             let keep = match acked {
@@ -233,6 +231,34 @@ impl ShardWorker {
                 None => (to, result),
             })
             .collect()
+    }
+
+    /// Logs checkpoint starts and ends and WAL rollovers the last poll made.
+    fn log_progress(&self) {
+        let now = match &*self.state.borrow() {
+            State::Open(engine) => engine.progress(),
+            _ => return,
+        };
+        let before = self.progress.replace(now);
+        let shard = self.shard;
+        if now.checkpoint_running && !before.checkpoint_running {
+            tracing::info!(shard, "checkpoint started");
+        }
+        if now.checkpoints > before.checkpoints {
+            tracing::info!(
+                shard,
+                checkpoint_lsn = now.checkpoint_lsn,
+                duration_us = now.last_checkpoint_us,
+                "checkpoint finished"
+            );
+        }
+        if now.rollovers > before.rollovers {
+            tracing::info!(
+                shard,
+                rollovers = now.rollovers,
+                "WAL rollover to a new segment"
+            );
+        }
     }
 
     /// Whether the engine has a WAL flush or checkpoint write outstanding.
@@ -352,8 +378,7 @@ fn scan(
     reverse: bool,
     wall_ms: u64,
 ) -> Result<CallOutput, StoreError> {
-    let found = engine.scan(as_slice(start), as_slice(end), limit, reverse)?;
-    let more = found.len() >= limit;
+    let (found, more) = engine.scan(as_slice(start), as_slice(end), limit, reverse)?;
     let entries = found
         .into_iter()
         .filter_map(|(key, value)| live(value, wall_ms).map(|value| (key, value.bytes)))

@@ -6,9 +6,8 @@
 //! must answer exactly the model (for keys whose write was acknowledged; a write in flight at a
 //! crash may or may not be there).
 //!
-//! These need `jube_engine::shard::Shard`, which has not landed yet: until `shard_host` is wired to
-//! it every shard answers `ShardFailed`, so the tests are ignored. Remove the `#[ignore]`s when
-//! wiring the engine (server/src/shard_host.rs says how).
+//! Servers here use 4 MiB WAL segments (a config file) so that creating a data directory does not
+//! zero 64 MiB per shard.
 
 mod common;
 
@@ -20,6 +19,19 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Starts jubed on `dir` with small WAL segments and `extra` flags.
+fn start(dir: &std::path::Path, extra: &[&str]) -> Server {
+    let config = dir.join("jubed.toml");
+    std::fs::write(
+        &config,
+        "[storage]\nwal_segment_bytes = 4194304\ngroup_commit_bytes_max = 262144\n",
+    )
+    .expect("write config");
+    let mut args = vec!["--config", config.to_str().expect("utf-8 path")];
+    args.extend_from_slice(extra);
+    Server::start(dir, &args)
+}
 
 fn key(i: usize) -> Vec<u8> {
     format!("key-{i:06}").into_bytes()
@@ -61,10 +73,9 @@ fn assert_matches_model(client: &mut Client, model: &BTreeMap<Vec<u8>, Vec<u8>>)
 }
 
 #[test]
-#[ignore = "needs jube_engine::shard::Shard (not landed yet)"]
 fn pipelined_put_get_delete_scan_across_shards_and_core_counts() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut server = Server::start(dir.path(), &[]);
+    let mut server = start(dir.path(), &[]);
     let mut client = server.client();
     let mut model = BTreeMap::new();
     let ops: Vec<Operation> = (0..2000)
@@ -130,7 +141,7 @@ fn pipelined_put_get_delete_scan_across_shards_and_core_counts() {
             .and_then(|s| s.code()),
         Some(0)
     );
-    let server = Server::start(dir.path(), &["--cores", "1"]);
+    let server = start(dir.path(), &["--cores", "1"]);
     assert_matches_model(&mut server.client(), &model);
 }
 
@@ -188,10 +199,9 @@ fn assert_all_present(server: &Server, acked: &[usize]) {
 }
 
 #[test]
-#[ignore = "needs jube_engine::shard::Shard (not landed yet)"]
 fn kill_9_under_load_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut server = Server::start(dir.path(), &[]);
+    let mut server = start(dir.path(), &[]);
     let stop = Arc::new(AtomicBool::new(false));
     let writers = write_load(&server, 3, &stop);
     std::thread::sleep(Duration::from_millis(1500));
@@ -206,15 +216,14 @@ fn kill_9_under_load_loses_no_acknowledged_write() {
         "the load acknowledged only {} writes",
         acked.len()
     );
-    let server = Server::start(dir.path(), &[]);
+    let server = start(dir.path(), &[]);
     assert_all_present(&server, &acked);
 }
 
 #[test]
-#[ignore = "needs jube_engine::shard::Shard (not landed yet)"]
 fn sigterm_under_load_exits_0_and_restarts_clean() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut server = Server::start(dir.path(), &[]);
+    let mut server = start(dir.path(), &[]);
     let stop = Arc::new(AtomicBool::new(false));
     let writers = write_load(&server, 3, &stop);
     std::thread::sleep(Duration::from_millis(1000));
@@ -232,15 +241,14 @@ fn sigterm_under_load_exits_0_and_restarts_clean() {
         server.log().contains("shard closed"),
         "every shard checkpointed at shutdown"
     );
-    let server = Server::start(dir.path(), &[]);
+    let server = start(dir.path(), &[]);
     assert_all_present(&server, &acked);
 }
 
 #[test]
-#[ignore = "needs jube_engine::shard::Shard (not landed yet)"]
 fn jubectl_data_commands_and_exit_codes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path(), &[]);
+    let server = start(dir.path(), &[]);
     let jubectl = |args: &[&str], stdin: Option<&[u8]>| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_jubectl"));
         command

@@ -220,19 +220,29 @@ fn info_text(info: &InfoReply) -> String {
 }
 
 fn validate(data_dir: &std::path::Path) -> Result<(), Failure> {
-    let findings = jube_server::shard_host::validate_offline(data_dir)
-        .map_err(|error| Failure(error.to_string(), 2))?;
-    if findings.is_empty() {
-        println!("{}: no problems found", data_dir.display());
-        return Ok(());
+    let results = jube_server::shard_host::validate_offline(data_dir)
+        .map_err(|error| Failure(format!("{}: {error}", data_dir.display()), 2))?;
+    let mut failed = 0;
+    for (shard, result) in &results {
+        match result {
+            Ok(summary) => println!("shard {shard}: {summary}"),
+            Err(error) => {
+                failed += 1;
+                println!("shard {shard}: FAILED: {error}");
+            }
+        }
     }
-    for finding in &findings {
-        eprintln!("{finding}");
+    if failed > 0 {
+        return Err(Failure(
+            format!(
+                "{}: {failed} of {} shards failed the check",
+                data_dir.display(),
+                results.len()
+            ),
+            2,
+        ));
     }
-    Err(Failure(
-        format!("{}: {} problems found", data_dir.display(), findings.len()),
-        2,
-    ))
+    Ok(())
 }
 
 fn run(args: Args) -> Result<(), Failure> {
