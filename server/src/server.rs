@@ -207,9 +207,18 @@ async fn start_core(
         workers,
         Rc::new(CoreMetrics::default()),
     ));
-    jube_runtime::spawn(dispatcher.clone().run_receiver());
-    jube_runtime::spawn(dispatcher.clone().run_flusher());
-    jube_runtime::spawn(dispatcher.clone().run_committer());
+    let spawned = jube_runtime::try_spawn(Priority::Foreground, dispatcher.clone().run_receiver())
+        .and_then(|_| {
+            jube_runtime::try_spawn(Priority::Foreground, dispatcher.clone().run_flusher())
+        })
+        .and_then(|_| {
+            jube_runtime::try_spawn(Priority::Foreground, dispatcher.clone().run_committer())
+        });
+    if let Err(error) = spawned {
+        // Only when the runtime is stopping (a signal during start-up): nobody waits for this core.
+        tracing::warn!(core, %error, "core not started");
+        return;
+    }
     let context = Rc::new(CoreContext {
         shared: shared.clone(),
         dispatcher,

@@ -431,12 +431,13 @@ pub fn open_shard(
     Ok((Box::new(shard), counts))
 }
 
+/// One shard's result of `validate_offline`: a summary, or what is wrong.
+pub type ShardCheck = (u32, Result<String, StoreError>);
+
 /// Runs the engine's integrity check over every shard of a stopped server's directory with
 /// blocking file I/O; returns one line per shard. Opening a shard runs recovery (WAL redo, and
 /// truncation of a torn tail), as a server start would; nothing is checkpointed.
-pub fn validate_offline(
-    data_dir: &Path,
-) -> Result<Vec<(u32, Result<String, StoreError>)>, StoreError> {
+pub fn validate_offline(data_dir: &Path) -> Result<Vec<ShardCheck>, StoreError> {
     let mut root = FileVfs::open(data_dir, false).map_err(open_error)?;
     let manifest = Manifest::read(&mut root).map_err(open_error)?;
     let page_size = usize::try_from(manifest.params.page_size).map_err(open_error)?;
