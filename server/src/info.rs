@@ -45,34 +45,10 @@ pub fn build_info(context: &InfoContext, outputs: Vec<CallOutput>) -> Result<Inf
         reports.push(*report);
     }
     let mut snapshot = CoreSnapshot::empty();
-    let mut shard_sections = Vec::new();
-    let mut shard_totals: BTreeMap<String, u64> = BTreeMap::new();
-    let mut shards_failed = 0u64;
-    let mut shard_reports: Vec<_> = reports
-        .iter()
-        .flat_map(|report| report.shards.iter())
-        .collect();
-    shard_reports.sort_by_key(|report| report.shard);
     for report in &reports {
         snapshot.merge(&report.snapshot);
     }
-    for shard in shard_reports {
-        let mut metrics = vec![metric("failed", u64::from(shard.failure.is_some()))];
-        shards_failed += u64::from(shard.failure.is_some());
-        for (name, value) in &shard.metrics {
-            let total = shard_totals.entry(name.clone()).or_insert(0);
-            *total = if totals_as_max(name) {
-                (*total).max(*value)
-            } else {
-                total.saturating_add(*value)
-            };
-            metrics.push(metric(name.clone(), *value));
-        }
-        shard_sections.push(InfoSection {
-            name: format!("shard.{}", shard.shard),
-            metrics,
-        });
-    }
+    let (shard_sections, shard_totals, shards_failed) = shard_sections(&reports);
     let mut total = vec![
         metric("uptime_ms", uptime_ms(shared)),
         metric(
@@ -112,6 +88,36 @@ pub fn build_info(context: &InfoContext, outputs: Vec<CallOutput>) -> Result<Inf
         core_count: u32::try_from(shared.cores).unwrap_or(u32::MAX),
         sections,
     })
+}
+
+/// One section per shard, by id, with the totals of their metrics and the count of failed shards.
+fn shard_sections(reports: &[CoreReport]) -> (Vec<InfoSection>, BTreeMap<String, u64>, u64) {
+    let mut shard_reports: Vec<_> = reports
+        .iter()
+        .flat_map(|report| report.shards.iter())
+        .collect();
+    shard_reports.sort_by_key(|report| report.shard);
+    let mut sections = Vec::new();
+    let mut totals: BTreeMap<String, u64> = BTreeMap::new();
+    let mut failed = 0u64;
+    for shard in shard_reports {
+        let mut metrics = vec![metric("failed", u64::from(shard.failure.is_some()))];
+        failed += u64::from(shard.failure.is_some());
+        for (name, value) in &shard.metrics {
+            let total = totals.entry(name.clone()).or_insert(0);
+            *total = if totals_as_max(name) {
+                (*total).max(*value)
+            } else {
+                total.saturating_add(*value)
+            };
+            metrics.push(metric(name.clone(), *value));
+        }
+        sections.push(InfoSection {
+            name: format!("shard.{}", shard.shard),
+            metrics,
+        });
+    }
+    (sections, totals, failed)
 }
 
 fn uptime_ms(shared: &Shared) -> u64 {

@@ -14,7 +14,8 @@ use crate::routing::shard_of;
 use crate::scan::{merge_pages, plan_scan};
 use crate::sync::Slot;
 use jube_protocol::{
-    CheckpointReply, Entry, Failure, Operation, OperationKind, Reply, Request, Response, Status,
+    CheckpointReply, Entry, Failure, Operation, OperationKind, Reply, Request, Response, Scan,
+    Status,
 };
 use std::rc::Rc;
 use std::time::Instant;
@@ -144,39 +145,17 @@ pub fn plan(
             plan_multi_put(dispatcher, shard_count, entries),
             Combine::Write(Reply::MultiPut),
         ),
-        Operation::Scan(scan) => match plan_scan(&scan) {
-            Ok(op) => {
-                let parts = (0..shard_count)
-                    .map(|shard| dispatcher.call(Target::Shard(shard), op.clone()))
-                    .collect();
-                (
-                    parts,
-                    Combine::Scan {
-                        limit: scan.limit_effective() as usize,
-                        reverse: scan.reverse,
-                    },
-                )
-            }
-            Err(failure) => (
-                Vec::new(),
-                Combine::Ready(Response {
-                    request_id: id,
-                    outcome: Err(failure),
-                }),
-            ),
-        },
+        Operation::Scan(scan) => plan_scan_parts(dispatcher, shard_count, id, &scan),
         Operation::Info => {
             let parts = (0..dispatcher.cores())
                 .map(|core| dispatcher.call(Target::Core(core), ShardOp::Report))
                 .collect();
             (parts, Combine::Info(info.clone()))
         }
-        Operation::Checkpoint => {
-            let parts = (0..shard_count)
-                .map(|shard| dispatcher.call(Target::Shard(shard), ShardOp::Checkpoint))
-                .collect();
-            (parts, Combine::Checkpoint)
-        }
+        Operation::Checkpoint => (
+            every_shard(dispatcher, shard_count, &ShardOp::Checkpoint),
+            Combine::Checkpoint,
+        ),
     };
     InFlight {
         id,
@@ -184,6 +163,39 @@ pub fn plan(
         started: Instant::now(),
         parts,
         combine,
+    }
+}
+
+type Parts = Vec<Rc<Slot<CallResult>>>;
+
+/// Sends `op` to every shard.
+fn every_shard(dispatcher: &Dispatcher, shard_count: usize, op: &ShardOp) -> Parts {
+    (0..shard_count)
+        .map(|shard| dispatcher.call(Target::Shard(shard), op.clone()))
+        .collect()
+}
+
+fn plan_scan_parts(
+    dispatcher: &Dispatcher,
+    shard_count: usize,
+    id: u64,
+    scan: &Scan,
+) -> (Parts, Combine) {
+    match plan_scan(scan) {
+        Ok(op) => (
+            every_shard(dispatcher, shard_count, &op),
+            Combine::Scan {
+                limit: scan.limit_effective() as usize,
+                reverse: scan.reverse,
+            },
+        ),
+        Err(failure) => (
+            Vec::new(),
+            Combine::Ready(Response {
+                request_id: id,
+                outcome: Err(failure),
+            }),
+        ),
     }
 }
 

@@ -82,13 +82,9 @@ fn frame_with_operation_tag(tag: u8, request_id: u64) -> Vec<u8> {
     fbb.finished_data().to_vec()
 }
 
-#[test]
-fn bad_input_gets_errors_or_a_clean_close_and_never_stops_the_server() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path(), &[]);
-
+fn pipelined_pings_come_back_in_order(server: &Server) {
     // Pipelined pings on one connection come back in order.
-    let mut stream = connect(&server);
+    let mut stream = connect(server);
     let frames: Vec<u8> = (1..=500u64).flat_map(ping_frame).collect();
     stream.write_all(&frames).expect("write");
     let (responses, closed) = read_responses(&mut stream, 500);
@@ -99,7 +95,10 @@ fn bad_input_gets_errors_or_a_clean_close_and_never_stops_the_server() {
         (1..=500).collect::<Vec<_>>(),
         "responses in request order"
     );
+}
 
+fn bad_frames_get_errors_and_the_connection_goes_on(server: &Server) {
+    let mut stream = connect(server);
     // Unknown operation: an error with the request id, and the connection goes on.
     stream
         .write_all(&frame_with_operation_tag(42, 7))
@@ -132,9 +131,11 @@ fn bad_input_gets_errors_or_a_clean_close_and_never_stops_the_server() {
         (10, Status::Ok)
     );
     drop(stream);
+}
 
+fn an_oversized_length_prefix_closes_the_connection(server: &Server) {
     // An oversized length prefix: FrameTooLarge, then the server closes the connection.
-    let mut stream = connect(&server);
+    let mut stream = connect(server);
     let too_large = u32::try_from(FRAME_SIZE_MAX + 1).expect("fits");
     stream.write_all(&too_large.to_le_bytes()).expect("write");
     stream.write_all(&[0u8; 64]).expect("write");
@@ -148,12 +149,14 @@ fn bad_input_gets_errors_or_a_clean_close_and_never_stops_the_server() {
         closed,
         "the stream cannot be resynchronised, so it is closed"
     );
-    assert_still_serving(&server);
+    assert_still_serving(server);
+}
 
+fn random_bytes_get_only_errors(server: &Server) {
     // Random bytes: whatever they decode to, only error responses come back, or a close.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5eed);
     for round in 0..8 {
-        let mut stream = connect(&server);
+        let mut stream = connect(server);
         let mut junk = vec![0u8; 2048];
         rng.fill(&mut junk[..]);
         if round % 2 == 0 {
@@ -168,15 +171,17 @@ fn bad_input_gets_errors_or_a_clean_close_and_never_stops_the_server() {
             "round {round}: {responses:?}"
         );
     }
-    assert_still_serving(&server);
+    assert_still_serving(server);
+}
 
+fn truncated_frames_close_cleanly(server: &Server) {
     // Truncated frames, and clients that vanish mid-frame.
     for cut in [1, 3, 4, 9] {
-        let mut stream = connect(&server);
+        let mut stream = connect(server);
         stream.write_all(&ping_frame(1)[..cut]).expect("write");
         drop(stream);
     }
-    let mut stream = connect(&server);
+    let mut stream = connect(server);
     stream.write_all(&ping_frame(1)[..7]).expect("write");
     stream.shutdown(Shutdown::Write).expect("half-close");
     let (responses, closed) = read_responses(&mut stream, 1);
@@ -184,6 +189,18 @@ fn bad_input_gets_errors_or_a_clean_close_and_never_stops_the_server() {
         responses.is_empty() && closed,
         "a truncated frame gets a clean close: {responses:?}"
     );
+    assert_still_serving(server);
+}
+
+#[test]
+fn bad_input_gets_errors_or_a_clean_close_and_never_stops_the_server() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    pipelined_pings_come_back_in_order(&server);
+    bad_frames_get_errors_and_the_connection_goes_on(&server);
+    an_oversized_length_prefix_closes_the_connection(&server);
+    random_bytes_get_only_errors(&server);
+    truncated_frames_close_cleanly(&server);
     assert_still_serving(&server);
 }
 

@@ -37,7 +37,17 @@ impl Server {
             .append(true)
             .open(&log)
             .map_err(|e| e.to_string())?;
+        // Small WAL segments unless the test brings its own file: creating a data directory then
+        // does not zero 64 MiB per shard.
+        let mut config_args: Vec<String> = Vec::new();
+        if !extra.contains(&"--config") {
+            let config = dir.join("jubed-small.toml");
+            std::fs::write(&config, "[storage]\nwal_segment_bytes = 4194304\n")
+                .map_err(|e| e.to_string())?;
+            config_args = vec!["--config".to_string(), config.display().to_string()];
+        }
         let mut child = Command::new(env!("CARGO_BIN_EXE_jubed"))
+            .args(&config_args)
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--listen", "127.0.0.1:0"])
