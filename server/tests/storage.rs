@@ -217,6 +217,23 @@ fn kill_9_under_load_loses_no_acknowledged_write() {
         acked.len()
     );
     let server = start(dir.path(), &[]);
+    // No checkpoint ran (its thresholds are far off), so recovery replayed the WAL.
+    let info = server.client().info().expect("info");
+    let total = info
+        .sections
+        .iter()
+        .find(|s| s.name == "total")
+        .expect("total");
+    let replayed = total
+        .metrics
+        .iter()
+        .find(|m| m.name == "records_recovered")
+        .map_or(0, |m| m.value);
+    assert!(
+        replayed >= acked.len() as u64,
+        "replayed {replayed} records for {} acknowledged writes",
+        acked.len()
+    );
     assert_all_present(&server, &acked);
 }
 
@@ -242,6 +259,23 @@ fn sigterm_under_load_exits_0_and_restarts_clean() {
         "every shard checkpointed at shutdown"
     );
     let server = start(dir.path(), &[]);
+    // The final checkpoint covered everything: the restart replays no WAL record.
+    let info = server.client().info().expect("info");
+    let total = info
+        .sections
+        .iter()
+        .find(|s| s.name == "total")
+        .expect("total");
+    let replayed = total
+        .metrics
+        .iter()
+        .find(|m| m.name == "records_recovered")
+        .map(|m| m.value);
+    assert_eq!(
+        replayed,
+        Some(0),
+        "WAL records replayed after a clean shutdown"
+    );
     assert_all_present(&server, &acked);
 }
 
