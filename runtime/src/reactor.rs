@@ -81,6 +81,10 @@ impl Default for ReactorOptions {
 pub struct Reactor {
     ring: RefCell<Ring>,
     slots: RefCell<Slots>,
+    /// Completions of operations nobody awaits (the engine's synchronous `Storage` ops, which
+    /// the engine reaps by polling): a count, and the tasks to wake when it grows.
+    unawaited_completions: std::cell::Cell<u64>,
+    unawaited_waiters: RefCell<Vec<Waker>>,
 }
 
 impl Reactor {
@@ -99,6 +103,8 @@ impl Reactor {
         Ok(Reactor {
             ring: RefCell::new(ring),
             slots: RefCell::new(slots),
+            unawaited_completions: std::cell::Cell::new(0),
+            unawaited_waiters: RefCell::new(Vec::new()),
         })
     }
 
@@ -399,11 +405,59 @@ impl Reactor {
             slots.free.push(slot);
             return;
         }
-        if let Some(waker) = active.waker.take() {
-            wakers.push(waker);
+        match active.waker.take() {
+            Some(waker) => wakers.push(waker),
+            None => {
+                // Nobody awaits this operation: its owner polls for it (the engine). Wake the
+                // tasks that drive such owners.
+                self.unawaited_completions
+                    .set(self.unawaited_completions.get() + 1);
+                wakers.append(&mut self.unawaited_waiters.borrow_mut());
+            }
         }
         *state = State::Done(reaped.result, payload);
     }
+
+    /// How many operations nobody awaited have completed on this reactor so far.
+    pub fn unawaited_completions(&self) -> u64 {
+        self.unawaited_completions.get()
+    }
+
+    /// Wakes `waker` at the next completion of an operation nobody awaits.
+    pub fn wake_on_unawaited_completion(&self, waker: &Waker) {
+        let mut waiters = self.unawaited_waiters.borrow_mut();
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
+        }
+    }
+}
+
+/// Resolves once an operation submitted without a waker (the engine's synchronous file I/O)
+/// has completed on this core after the future was created. See [`file_io_completed`].
+pub struct FileIoCompleted {
+    reactor: std::rc::Rc<Reactor>,
+    seen: u64,
+}
+
+impl std::future::Future for FileIoCompleted {
+    type Output = ();
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.reactor.unawaited_completions() != self.seen {
+            return Poll::Ready(());
+        }
+        self.reactor.wake_on_unawaited_completion(cx.waker());
+        Poll::Pending
+    }
+}
+
+/// Waits until an operation submitted without a waker (a `UringFile` operation of the engine,
+/// which the engine reaps by polling) completes on this core. The task that drives a shard's
+/// `poll` awaits this while the shard's I/O is in flight, instead of spinning: the core then
+/// sleeps in its ring until the disk answers. Must be called on a core.
+pub fn file_io_completed() -> FileIoCompleted {
+    let reactor = crate::executor::current().reactor.clone();
+    let seen = reactor.unawaited_completions();
+    FileIoCompleted { reactor, seen }
 }
 
 fn set_waker(slot: &mut Option<Waker>, waker: &Waker) {

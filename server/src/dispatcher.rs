@@ -21,7 +21,7 @@ use crate::constants::{COMMITTER_IDLE_WAIT_MAX, MESH_BATCH_CALLS_MAX, MESH_RECV_
 use crate::metrics::CoreMetrics;
 use crate::routing::core_of;
 use crate::shard_worker::{Delivery, ReplyTo, ShardWorker};
-use crate::sync::{Notify, Slot};
+use crate::sync::{race, Notify, Slot};
 use jube_protocol::{Failure, Status};
 use jube_runtime::Endpoint;
 use std::cell::{Cell, RefCell};
@@ -255,8 +255,15 @@ impl Dispatcher {
                     wait = wait.min(deadline);
                 }
             }
-            if busy || wait == Duration::ZERO {
+            if wait == Duration::ZERO {
                 jube_runtime::yield_now().await;
+                continue;
+            }
+            if busy {
+                // The engine's I/O is in flight: sleep until the ring completes some of it (or a
+                // new write or deadline needs a poll), without spinning the core.
+                let io = jube_runtime::file_io_completed();
+                let _ = jube_runtime::timeout(wait, race(io, self.commit.notified())).await;
                 continue;
             }
             // A timeout here just means "poll again": the engine's deadline or the safety net.
