@@ -24,6 +24,7 @@
 use std::ops::Range;
 
 use super::constants;
+use super::number::parse_i64;
 
 /// The result of trying to parse one request from the front of a buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -191,34 +192,6 @@ fn header_line(buf: &[u8], start: usize) -> Line {
                 Some(_) => Line::BadTerminator { offset: end },
             }
         }
-    }
-}
-
-/// Parses a decimal exactly as Redis's `string2ll` accepts it (no `+`, no
-/// leading zeros, no spaces, `-0` refused) into an i64.
-pub(crate) fn parse_i64(bytes: &[u8]) -> Option<i64> {
-    let (negative, digits) = match bytes.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, bytes),
-    };
-    match digits {
-        [] => return None,
-        [b'0'] if !negative => return Some(0),
-        [first, ..] if !(b'1'..=b'9').contains(first) => return None,
-        _ => {}
-    }
-    // Accumulate negatively so that i64::MIN parses without overflow.
-    let mut value: i64 = 0;
-    for &byte in digits {
-        if !byte.is_ascii_digit() {
-            return None;
-        }
-        value = value.checked_mul(10)?.checked_sub(i64::from(byte - b'0'))?;
-    }
-    if negative {
-        Some(value)
-    } else {
-        value.checked_neg()
     }
 }
 

@@ -18,7 +18,11 @@
 
 pub mod constants;
 pub mod frame;
+pub mod glob;
+pub mod number;
+pub mod range;
 pub mod reply;
+pub mod table;
 
 pub use frame::{decode, decode_with, encode_command, Decoded, Limits, RespError};
 pub use reply::{Reply, RespVersion};
