@@ -56,9 +56,23 @@ pub const DATABASE_COUNT: u64 = 1;
 const _: () = assert!(BULK_SIZE_MAX + HEADER_SIZE_MAX + 4 <= REQUEST_SIZE_MAX);
 // Keys travel as bulks too.
 const _: () = assert!(native::KEY_SIZE_MAX <= BULK_SIZE_MAX);
-// A full native batch expressed as MSET fits in the array limit.
-const _: () = assert!(2 * native::BATCH_ITEMS_MAX + 1 <= ARRAY_LENGTH_MAX);
+// A full native batch expressed as MSET (2n + 1 words) fits in the array limit.
+const _: () = assert!(2 * native::BATCH_ITEMS_MAX < ARRAY_LENGTH_MAX);
 // An inline line fits in a request.
 const _: () = assert!(INLINE_SIZE_MAX <= REQUEST_SIZE_MAX);
 // "*" or "$", a minus sign and the 19 digits of i64::MAX.
 const _: () = assert!(HEADER_SIZE_MAX >= 21);
+
+/// Longest relative expiry (EX, PX, EXPIRE, SETEX, ...) in milliseconds:
+/// the native protocol's `TTL_MS_MAX`, 100 years. Longer ones get Redis's
+/// `invalid expire time` error; Redis itself accepts up to `i64::MAX` ms.
+pub const EXPIRE_IN_MS_MAX: i64 = native::TTL_MS_MAX as i64;
+
+/// Latest absolute expiry (EXAT, PXAT, EXPIREAT, ...) in Unix milliseconds.
+/// Why: the server keeps deadlines as Unix nanoseconds in a u64, which ends
+/// in the year 2554; a later deadline gets `invalid expire time`.
+pub const EXPIRE_AT_UNIX_MS_MAX: i64 = (u64::MAX / 1_000_000) as i64;
+
+const _: () = assert!(native::TTL_MS_MAX <= i64::MAX as u64);
+// Now (any time before 2454) plus the longest relative expiry is a valid deadline.
+const _: () = assert!(EXPIRE_IN_MS_MAX < EXPIRE_AT_UNIX_MS_MAX / 2);

@@ -16,6 +16,7 @@
 //! docs/resp.md is the reference: supported commands, limits, differences
 //! from Redis.
 
+pub mod command;
 pub mod constants;
 pub mod frame;
 pub mod glob;
@@ -24,5 +25,6 @@ pub mod range;
 pub mod reply;
 pub mod table;
 
+pub use command::{Command, CommandError};
 pub use frame::{decode, decode_with, encode_command, Decoded, Limits, RespError};
 pub use reply::{Reply, RespVersion};
