@@ -7,6 +7,9 @@
 //! signed `char`, as they do in Redis on x86-64 and aarch64 Linux builds
 //! with signed chars, which only matters for ranges spanning 0x7f/0x80.
 //!
+//! The empty string matches only patterns made of stars (`KEYS **` finds
+//! the key `""` in Redis 7.0).
+//!
 //! Invariant: matching terminates in polynomial time on any pattern. As in
 //! Redis (CVE-2022-36021), once the rest of a pattern after a `*` fails at
 //! every position, no earlier `*` retries longer matches, and recursion is
@@ -18,6 +21,12 @@ const NESTING_MAX: usize = 1000;
 
 /// True if `string` matches the glob `pattern`.
 pub fn glob_match(pattern: &[u8], string: &[u8]) -> bool {
+    // Redis's loop reads the string's NUL terminator when the string is
+    // empty; what it then does amounts to "only stars match", except for a
+    // negated set that walks past the end, which we do not copy.
+    if string.is_empty() {
+        return pattern.iter().all(|&byte| byte == b'*');
+    }
     let mut skip_longer = false;
     matches(pattern, string, &mut skip_longer, 0)
 }
