@@ -23,6 +23,7 @@
 
 pub mod datadir;
 pub mod record;
+mod ttl;
 
 #[cfg(test)]
 mod tests;
@@ -38,6 +39,7 @@ use std::ops::Bound;
 use std::rc::Rc;
 
 pub use crate::wal::{SyncMode, SyncPolicy};
+pub use ttl::{is_expired, SweepStats, CLOCK_DRIFT_LOG_MS};
 
 /// Bytes a record costs in the log beyond its payload (header), for checkpoint accounting.
 const RECORD_OVERHEAD_BYTES: u64 = 32;
@@ -56,6 +58,10 @@ pub struct ShardConfig {
     /// Bytes of pages one `poll` writes for a running checkpoint: the slice that bounds how long
     /// foreground requests wait behind it.
     pub checkpoint_slice_bytes: usize,
+    /// Keys the expiry sweeper examines per step (0 turns the sweeper off).
+    pub sweep_keys_per_step: usize,
+    /// Time between two sweeper steps.
+    pub sweep_interval_ms: u64,
 }
 
 impl ShardConfig {
@@ -71,6 +77,8 @@ impl ShardConfig {
             checkpoint_dirty_bytes: 32 << 20,
             checkpoint_interval_ms: 60_000,
             checkpoint_slice_bytes: 256 << 10,
+            sweep_keys_per_step: 256,
+            sweep_interval_ms: 100,
         }
     }
 
@@ -169,6 +177,8 @@ pub struct ShardStats {
     pub checkpoint_running: bool,
     pub puts: u64,
     pub deletes: u64,
+    /// The expiry sweeper's counters, and the clock drift.
+    pub sweep: SweepStats,
     pub gets: u64,
     pub scans: u64,
 }
@@ -196,6 +206,8 @@ pub struct Shard<V: Vfs + Clone> {
     failed: Option<ShardError>,
     scratch: Vec<u8>,
     stats: ShardStats,
+    expiry_clock: ttl::ExpiryClock,
+    sweeper: ttl::Sweeper,
 }
 
 impl<V: Vfs + Clone> Shard<V> {
@@ -237,6 +249,7 @@ impl<V: Vfs + Clone> Shard<V> {
         )
         .map_err(|e| open_err(e.to_string()))?;
         let now = clock.monotonic_ns();
+        let expiry_clock = ttl::ExpiryClock::new(clock.as_ref(), 0);
         let stats = ShardStats {
             shard_id: config.shard_id(),
             checkpoint_lsn,
@@ -256,6 +269,8 @@ impl<V: Vfs + Clone> Shard<V> {
             failed: None,
             scratch: Vec::new(),
             stats,
+            expiry_clock,
+            sweeper: ttl::Sweeper::default(),
         };
         let report = OpenReport {
             created,
@@ -265,13 +280,14 @@ impl<V: Vfs + Clone> Shard<V> {
         Ok((shard, report))
     }
 
-    /// The value of `key`, if present. The caller must not answer before
+    /// The value of `key`, if present and not expired. The caller must not answer before
     /// [`Shard::read_barrier`] is acknowledged.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Value>, ShardError> {
         self.check_failed()?;
         self.stats.gets += 1;
         let result = self.tree.get(key);
-        self.check_tree(result)
+        let value = self.check_tree(result)?;
+        Ok(self.unexpired(value))
     }
 
     /// Up to `limit` entries in the range, ascending or descending, resuming after
@@ -287,8 +303,7 @@ impl<V: Vfs + Clone> Shard<V> {
     ) -> Result<ScanPage, ShardError> {
         self.check_failed()?;
         self.stats.scans += 1;
-        let result = self.tree.scan(start, end, limit, reverse, continuation);
-        self.check_tree(result)
+        self.scan_unexpired(start, end, limit, reverse, continuation)
     }
 
     /// Stores `value` under `key` (expiry in wall-clock ms, 0 = none); returns the LSN to wait
@@ -304,25 +319,36 @@ impl<V: Vfs + Clone> Shard<V> {
         let result = self.tree.put(key, value, expiry_ms);
         self.check_tree(result)?;
         self.stats.puts += 1;
+        if expiry_ms != 0 {
+            self.sweeper.note_expiring_write();
+        }
         self.remember_unacked(key, lsn);
         Ok(lsn)
     }
 
-    /// Removes `key`; returns whether it was present and the LSN to wait for before answering
-    /// (for an absent key: the LSN of the unacknowledged delete that removed it, if any).
+    /// Removes `key`; returns whether it was present (and not expired) and the LSN to wait for
+    /// before answering (for an absent key: the LSN of the unacknowledged write that made it
+    /// absent, if any).
     pub fn delete(&mut self, key: &[u8]) -> Result<(bool, Lsn), ShardError> {
         self.check_failed()?;
         self.check_sizes(key, b"")?;
         let present = self.tree.get(key);
-        if self.check_tree(present)?.is_none() {
+        let present = self.check_tree(present)?;
+        if self.unexpired(present).is_none() {
             return Ok((false, self.read_barrier(key).unwrap_or(0)));
         }
+        let lsn = self.remove(key)?;
+        self.stats.deletes += 1;
+        Ok((true, lsn))
+    }
+
+    /// Logs and applies the removal of `key`, which is in the tree (expired or not).
+    fn remove(&mut self, key: &[u8]) -> Result<Lsn, ShardError> {
         let lsn = self.log(Change::Delete { key })?;
         let result = self.tree.delete(key);
         self.check_tree(result)?;
-        self.stats.deletes += 1;
         self.remember_unacked(key, lsn);
-        Ok((true, lsn))
+        Ok(lsn)
     }
 
     /// The LSN a reader of `key` must see acknowledged before answering, if a write of it is
@@ -349,7 +375,8 @@ impl<V: Vfs + Clone> Shard<V> {
         let result = self.wal.poll();
         self.check_wal(result)?;
         self.forget_acked();
-        self.drive_checkpoint()
+        self.drive_checkpoint()?;
+        self.sweep_step()
     }
 
     /// True while a flush, a segment preparation or a checkpoint is under way: call `poll`
@@ -365,10 +392,14 @@ impl<V: Vfs + Clone> Shard<V> {
             self.last_checkpoint_started_ns
                 .saturating_add(self.config.checkpoint_interval_ms.saturating_mul(1_000_000))
         });
-        [self.wal.flush_deadline_ns(), checkpoint]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.wal.flush_deadline_ns(),
+            checkpoint,
+            self.sweeper.deadline_ns(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Asks for a checkpoint at the next `poll`.
@@ -404,6 +435,7 @@ impl<V: Vfs + Clone> Shard<V> {
         stats.wal = self.wal.stats();
         stats.acked_lsn = self.wal.ack_lsn();
         stats.checkpoint_running = self.checkpoint.is_some();
+        stats.sweep = self.sweeper.stats.clone();
         stats
     }
 
