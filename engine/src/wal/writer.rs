@@ -206,8 +206,7 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
         }
         let lsn = self.next_lsn;
         let synced_lsn = self.durable_lsn;
-        let now = self.clock.monotonic_ns();
-        let index = self.batch_for(size, now, lsn);
+        let index = self.batch_for(size, lsn);
         let batch = &mut self.staged[index];
         let before = batch.bytes.len();
         encode_record(
@@ -226,7 +225,7 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
     }
 
     /// Index of the staged batch that takes a record of `size` bytes, opening one if needed.
-    fn batch_for(&mut self, size: usize, now: u64, lsn: Lsn) -> usize {
+    fn batch_for(&mut self, size: usize, lsn: Lsn) -> usize {
         let segment_size = self.config.segment_size_bytes;
         let flush_max = self.config.flush_bytes_max;
         if let Some(last) = self.staged.back_mut() {
@@ -241,6 +240,8 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
             Some(last) => (last.seq, align_up(last.end())),
             None => self.tail,
         };
+        // The clock is read once per batch, not per record: only a batch's first record dates it.
+        let now = self.clock.monotonic_ns();
         let mut bytes = self.free_vecs.pop().unwrap_or_default();
         bytes.clear();
         let batch = if offset + size as u64 <= segment_size {
