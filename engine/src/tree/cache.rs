@@ -10,7 +10,32 @@
 use crate::constants::PINNED_PAGES_MAX;
 use crate::storage::AlignedBuf;
 use crate::tree::page::PageId;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A multiplicative hash for page ids (as FxHash does): page-id maps are on every operation's
+/// path, and SipHash's flooding resistance buys nothing for ids the engine itself hands out.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PageIdHasher(u64);
+
+impl Hasher for PageIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+pub type PageIdMap<V> = HashMap<PageId, V, BuildHasherDefault<PageIdHasher>>;
+pub type PageIdSet = HashSet<PageId, BuildHasherDefault<PageIdHasher>>;
 
 /// One cached page.
 #[derive(Debug)]
@@ -32,7 +57,7 @@ impl Frame {
 #[derive(Debug)]
 pub struct PageCache {
     slots: Vec<Option<Frame>>,
-    map: HashMap<PageId, usize>,
+    map: PageIdMap<usize>,
     empty_slots: Vec<usize>,
     hand: usize,
     capacity: usize,
@@ -48,7 +73,7 @@ impl PageCache {
         assert!(capacity >= 1, "a cache needs at least one frame");
         PageCache {
             slots: Vec::with_capacity(capacity + 1),
-            map: HashMap::with_capacity(capacity + 1),
+            map: PageIdMap::with_capacity_and_hasher(capacity + 1, Default::default()),
             empty_slots: Vec::new(),
             hand: 0,
             capacity,
@@ -74,6 +99,22 @@ impl PageCache {
     /// Whether inserting one more page needs an eviction first.
     pub fn is_full(&self) -> bool {
         self.map.len() >= self.capacity
+    }
+
+    /// The slot of page `id`, marking it referenced (for [`PageCache::frame_at`]).
+    pub fn lookup(&mut self, id: PageId) -> Option<usize> {
+        let slot = *self.map.get(&id)?;
+        self.slots[slot].as_mut().expect("mapped slot holds a frame").referenced = true;
+        Some(slot)
+    }
+
+    /// The frame in `slot`, as returned by [`PageCache::lookup`] with no change since.
+    pub fn frame_at(&self, slot: usize) -> &Frame {
+        self.slots[slot].as_ref().expect("looked-up slot holds a frame")
+    }
+
+    pub fn frame_at_mut(&mut self, slot: usize) -> &mut Frame {
+        self.slots[slot].as_mut().expect("looked-up slot holds a frame")
     }
 
     pub fn get(&mut self, id: PageId) -> Option<&Frame> {

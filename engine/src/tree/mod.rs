@@ -200,14 +200,7 @@ impl<F: Storage> Tree<F> {
 
     /// Reads page `id` found at `depth` (0 = root) and checks its level against the height.
     fn read_node(&mut self, id: PageId, depth: usize) -> Result<&[u8]> {
-        let expected = self.height - 1 - depth;
-        let level = page::level(self.pager.page(id)?) as usize;
-        if level != expected {
-            return Err(self.corrupt(format!(
-                "page {id} has level {level} where level {expected} belongs"
-            )));
-        }
-        Ok(self.pager.peek(id))
+        self.pager.page_at_level(id, self.height - 1 - depth)
     }
 
     fn corrupt(&self, detail: String) -> TreeError {

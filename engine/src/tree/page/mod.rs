@@ -181,7 +181,19 @@ pub fn record_key(page_type: PageType, rec: &[u8]) -> &[u8] {
 }
 
 pub fn key(buf: &[u8], index: usize) -> &[u8] {
-    record_key(page_type(buf), record(buf, index))
+    key_at(buf, is_leaf(buf), index)
+}
+
+/// The key of record `index`, reading only the key length (the hot path of every search).
+fn key_at(buf: &[u8], leaf: bool, index: usize) -> &[u8] {
+    let at = slot(buf, index);
+    let (size_at, fixed) = if leaf {
+        (at + 2, LEAF_RECORD_HEADER_SIZE)
+    } else {
+        (at + 8, BRANCH_RECORD_HEADER_SIZE)
+    };
+    let start = at + fixed;
+    &buf[start..start + get_u16(buf, size_at) as usize]
 }
 
 /// Bytes taken by records and slots: what a merge would have to move.
@@ -192,9 +204,10 @@ pub fn used_bytes(buf: &[u8]) -> usize {
 /// Binary search: `Ok(index)` of `key`, or `Err(index)` where it would be inserted.
 pub fn search(buf: &[u8], key: &[u8]) -> Result<usize, usize> {
     let (mut low, mut high) = (0, count(buf));
+    let leaf = is_leaf(buf);
     while low < high {
         let mid = low + (high - low) / 2;
-        match self::key(buf, mid).cmp(key) {
+        match key_at(buf, leaf, mid).cmp(key) {
             Ordering::Less => low = mid + 1,
             Ordering::Greater => high = mid,
             Ordering::Equal => return Ok(mid),
