@@ -27,7 +27,10 @@ const GETS_PER_ITER: usize = 1000;
 const SCAN_ROWS: usize = 1000;
 
 fn key_count() -> usize {
-    std::env::var("JUBE_BENCH_KEYS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000)
+    std::env::var("JUBE_BENCH_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
 }
 
 /// The workload's records, in insertion order, from a fixed seed.
@@ -68,7 +71,10 @@ impl Engine for Jube {
     const NAME: &'static str = "jube";
     fn load(dir: &Path, records: &[([u8; KEY_SIZE], [u8; VALUE_SIZE])]) -> Self {
         let mut vfs = FileVfs::open(dir, true).expect("vfs");
-        let config = TreeConfig { cache_bytes: 2 << 30, ..TreeConfig::default() };
+        let config = TreeConfig {
+            cache_bytes: 2 << 30,
+            ..TreeConfig::default()
+        };
         let mut tree = Tree::create(&mut vfs, config).expect("create");
         for (key, value) in records {
             tree.put(key, value, 0).expect("put");
@@ -77,10 +83,18 @@ impl Engine for Jube {
         Jube(tree)
     }
     fn get_all(&mut self, keys: &[[u8; KEY_SIZE]]) -> usize {
-        keys.iter().map(|k| self.0.get(k).expect("get").expect("present").bytes.len()).sum()
+        keys.iter()
+            .map(|k| self.0.get(k).expect("get").expect("present").bytes.len())
+            .sum()
     }
     fn scan(&mut self, start: &[u8]) -> usize {
-        let page = self.0.scan(Bound::Included(start), Bound::Unbounded, SCAN_ROWS, false, None);
+        let page = self.0.scan(
+            Bound::Included(start),
+            Bound::Unbounded,
+            SCAN_ROWS,
+            false,
+            None,
+        );
         page.expect("scan").entries.len()
     }
 }
@@ -114,17 +128,33 @@ mod others {
         fn get_all(&mut self, keys: &[[u8; KEY_SIZE]]) -> usize {
             let txn = self.0.begin_read().expect("read txn");
             let table = txn.open_table(TABLE).expect("table");
-            keys.iter().map(|k| table.get(&k[..]).expect("get").expect("present").value().len()).sum()
+            keys.iter()
+                .map(|k| {
+                    table
+                        .get(&k[..])
+                        .expect("get")
+                        .expect("present")
+                        .value()
+                        .len()
+                })
+                .sum()
         }
         fn scan(&mut self, start: &[u8]) -> usize {
             let txn = self.0.begin_read().expect("read txn");
             let table = txn.open_table(TABLE).expect("table");
             let range = table.range(start..).expect("range");
-            range.take(SCAN_ROWS).map(|r| r.expect("row").1.value().len()).filter(|&n| n > 0).count()
+            range
+                .take(SCAN_ROWS)
+                .map(|r| r.expect("row").1.value().len())
+                .filter(|&n| n > 0)
+                .count()
         }
     }
 
-    pub struct Lmdb(pub heed::Env, pub heed::Database<heed::types::ByteSlice, heed::types::ByteSlice>);
+    pub struct Lmdb(
+        pub heed::Env,
+        pub heed::Database<heed::types::ByteSlice, heed::types::ByteSlice>,
+    );
 
     impl Engine for Lmdb {
         const NAME: &'static str = "lmdb";
@@ -133,7 +163,10 @@ mod others {
             std::fs::create_dir_all(&path).expect("lmdb dir");
             // heed 0.11: `open` is safe there (later versions mark it unsafe, which the workspace's
             // forbid(unsafe_code) would refuse even in a benchmark).
-            let env = heed::EnvOpenOptions::new().map_size(8 << 30).open(&path).expect("lmdb env");
+            let env = heed::EnvOpenOptions::new()
+                .map_size(8 << 30)
+                .open(&path)
+                .expect("lmdb env");
             let db = env.create_database(None).expect("db");
             let mut txn = env.write_txn().expect("txn");
             for (key, value) in records {
@@ -144,19 +177,36 @@ mod others {
         }
         fn get_all(&mut self, keys: &[[u8; KEY_SIZE]]) -> usize {
             let txn = self.0.read_txn().expect("read txn");
-            keys.iter().map(|k| self.1.get(&txn, &k[..]).expect("get").expect("present").len()).sum()
+            keys.iter()
+                .map(|k| {
+                    self.1
+                        .get(&txn, &k[..])
+                        .expect("get")
+                        .expect("present")
+                        .len()
+                })
+                .sum()
         }
         fn scan(&mut self, start: &[u8]) -> usize {
             let txn = self.0.read_txn().expect("read txn");
-            let iter = self.1.range(&txn, &(Bound::Included(start), Bound::Unbounded)).expect("range");
-            iter.take(SCAN_ROWS).map(|r| r.expect("row").1.len()).filter(|&n| n > 0).count()
+            let iter = self
+                .1
+                .range(&txn, &(Bound::Included(start), Bound::Unbounded))
+                .expect("range");
+            iter.take(SCAN_ROWS)
+                .map(|r| r.expect("row").1.len())
+                .filter(|&n| n > 0)
+                .count()
         }
     }
 }
 
 fn bench_engine<E: Engine>(c: &mut Criterion, data: &[([u8; KEY_SIZE], [u8; VALUE_SIZE])]) {
     let mut group = c.benchmark_group("bulk_load");
-    group.sample_size(10).warm_up_time(Duration::from_millis(1)).throughput(Throughput::Elements(data.len() as u64));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(1))
+        .throughput(Throughput::Elements(data.len() as u64));
     group.bench_function(BenchmarkId::new(E::NAME, data.len()), |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -177,7 +227,9 @@ fn bench_engine<E: Engine>(c: &mut Criterion, data: &[([u8; KEY_SIZE], [u8; VALU
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let mut group = c.benchmark_group("random_get");
     group.throughput(Throughput::Elements(GETS_PER_ITER as u64));
-    let keys: Vec<[u8; KEY_SIZE]> = (0..GETS_PER_ITER * 64).map(|_| data[rng.gen_range(0..data.len())].0).collect();
+    let keys: Vec<[u8; KEY_SIZE]> = (0..GETS_PER_ITER * 64)
+        .map(|_| data[rng.gen_range(0..data.len())].0)
+        .collect();
     engine.get_all(&keys); // warm the cache
     let mut round = 0usize;
     group.bench_function(BenchmarkId::new(E::NAME, data.len()), |b| {

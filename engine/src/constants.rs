@@ -111,4 +111,5 @@ const _: () = assert!(
     "key lengths are u16 on disk"
 );
 const _: () = assert!(CACHE_PAGES_MIN >= 2);
-const _: () = assert!(WRITE_RUN_BYTES_MAX >= PAGE_SIZE_MAX && WRITE_RUN_BYTES_MAX.is_multiple_of(IO_ALIGN));
+const _: () =
+    assert!(WRITE_RUN_BYTES_MAX >= PAGE_SIZE_MAX && WRITE_RUN_BYTES_MAX.is_multiple_of(IO_ALIGN));

@@ -162,28 +162,31 @@ impl<F: Storage> Pager<F> {
     /// The bytes of page `id`, read and validated on a miss.
     pub fn page(&mut self, id: PageId) -> Result<&[u8]> {
         let slot = self.ensure_cached(id)?;
-        Ok(&self.cache.frame_at(slot).buf)
+        Ok(self.cache.frame_at(slot))
     }
 
     /// Page `id`, which the tree expects at `level`; a page at another level is corruption.
     pub fn page_at_level(&mut self, id: PageId, level: usize) -> Result<&[u8]> {
         let slot = self.ensure_cached(id)?;
-        let found = page::level(&self.cache.frame_at(slot).buf) as usize;
+        let found = page::level(self.cache.frame_at(slot)) as usize;
         if found != level {
             return Err(TreeError::CorruptTree {
                 file: self.path().to_string(),
                 detail: format!("page {id} has level {found} where level {level} belongs"),
             });
         }
-        Ok(&self.cache.frame_at(slot).buf)
+        Ok(self.cache.frame_at(slot))
     }
 
     /// The bytes of page `id` for editing; the page must be writable in place.
     pub fn page_mut(&mut self, id: PageId) -> Result<&mut [u8]> {
-        assert!(self.epoch_allocated.contains(&id), "page {id} is not writable in this epoch");
+        assert!(
+            self.epoch_allocated.contains(&id),
+            "page {id} is not writable in this epoch"
+        );
         let slot = self.ensure_cached(id)?;
-        self.cache.set_dirty(id, true);
-        Ok(&mut self.cache.frame_at_mut(slot).buf)
+        self.cache.set_dirty(slot, true);
+        Ok(self.cache.frame_at_mut(slot))
     }
 
     /// Pins `id` until [`Pager::release_pins`]: the cache will not evict it meanwhile.
@@ -215,25 +218,46 @@ impl<F: Storage> Pager<F> {
             return Ok(slot);
         }
         self.stats.cache_misses += 1;
-        assert!(id < self.page_count, "page {id} is beyond the high-water mark {}", self.page_count);
+        assert!(
+            id < self.page_count,
+            "page {id} is beyond the high-water mark {}",
+            self.page_count
+        );
         let offset = self.page_offset(id);
-        let buf = self.cache.new_buf();
-        let (buf, n) = self
-            .file
-            .read_at(offset, buf)
-            .map_err(|source| TreeError::Io { doing: "reading a page", source })?;
+        // Room first: an eviction may spill a dirty page, which needs the I/O buffer.
+        self.make_room()?;
+        let buf = self.io_buf.take().expect("one I/O at a time");
+        let (buf, n) = match self.file.read_at(offset, buf) {
+            Ok(read) => read,
+            Err(source) => {
+                self.io_buf = Some(AlignedBuf::zeroed(self.page_size));
+                return Err(TreeError::Io {
+                    doing: "reading a page",
+                    source,
+                });
+            }
+        };
         self.stats.pages_read += 1;
         let checked = if n < self.page_size {
             Err(format!("file ends {n} bytes into the page"))
         } else {
             page::validate(&buf, id)
         };
-        if let Err(detail) = checked {
-            return Err(TreeError::CorruptPage { file: self.path().to_string(), offset, page_id: id, detail });
-        }
-        self.make_room()?;
-        self.cache.insert(id, buf, false);
-        Ok(self.cache.lookup(id).expect("just inserted"))
+        let result = match checked {
+            Ok(()) => {
+                let slot = self.cache.insert(id, false);
+                self.cache.frame_at_mut(slot).copy_from_slice(&buf);
+                Ok(slot)
+            }
+            Err(detail) => Err(TreeError::CorruptPage {
+                file: self.path().to_string(),
+                offset,
+                page_id: id,
+                detail,
+            }),
+        };
+        self.io_buf = Some(buf);
+        result
     }
 
     /// Evicts until the cache has a free frame, spilling dirty victims. If every frame is pinned
@@ -276,13 +300,14 @@ impl<F: Storage> Pager<F> {
                 self.epoch_allocated.contains(&id) || self.closed_dirty.contains(&id),
                 "page {id} may be reachable from a durable superblock and must not be overwritten"
             );
-            let frame = self.cache.get_mut(id).expect("writing an uncached page");
-            assert!(frame.dirty(), "writing clean page {id}");
-            page::seal(&mut frame.buf);
-            if let Err(detail) = page::validate(&frame.buf, id) {
+            let slot = self.cache.lookup(id).expect("writing an uncached page");
+            assert!(self.cache.is_dirty(slot), "writing clean page {id}");
+            let frame = self.cache.frame_at_mut(slot);
+            page::seal(frame);
+            if let Err(detail) = page::validate(frame, id) {
                 panic!("bug: about to write invalid page {id}: {detail}");
             }
-            io_buf[index * self.page_size..(index + 1) * self.page_size].copy_from_slice(&frame.buf);
+            io_buf[index * self.page_size..(index + 1) * self.page_size].copy_from_slice(frame);
         }
         match self.file.write_at(offset, io_buf) {
             Ok(buf) if run.len() == 1 => self.io_buf = Some(buf),
@@ -296,7 +321,8 @@ impl<F: Storage> Pager<F> {
         }
         self.stats.pages_written += run.len() as u64;
         for &id in run {
-            self.cache.set_dirty(id, false);
+            let slot = self.cache.lookup(id).expect("written page is cached");
+            self.cache.set_dirty(slot, false);
             self.closed_dirty.remove(&id);
         }
         Ok(())
@@ -320,9 +346,8 @@ impl<F: Storage> Pager<F> {
     pub fn new_page(&mut self, page_type: PageType, level: u16) -> Result<PageId> {
         self.make_room()?;
         let id = self.allocate();
-        let mut buf = self.cache.new_buf();
-        page::init(&mut buf, page_type, level, id);
-        self.cache.insert(id, buf, true);
+        let slot = self.cache.insert(id, true);
+        page::init(self.cache.frame_at_mut(slot), page_type, level, id);
         self.pin(id)?;
         Ok(id)
     }
@@ -334,12 +359,16 @@ impl<F: Storage> Pager<F> {
             return Ok(id);
         }
         self.ensure_cached(id)?;
-        let mut buf = self.cache.new_buf();
-        buf.copy_from_slice(&self.cache.get(id).expect("just cached").buf);
-        self.make_room()?;
+        // Pinned so that making room cannot evict the page being copied.
+        self.cache.pin(id);
+        let room = self.make_room();
+        self.cache.unpin(id);
+        room?;
         let new_id = self.allocate();
-        page::set_page_id(&mut buf, new_id);
-        self.cache.insert(new_id, buf, true);
+        let from = self.cache.lookup(id).expect("pinned page stayed cached");
+        let to = self.cache.insert(new_id, true);
+        self.cache.copy_frame(from, to);
+        page::set_page_id(self.cache.frame_at_mut(to), new_id);
         self.pin(new_id)?;
         self.free_page(id);
         Ok(new_id)
@@ -410,12 +439,18 @@ impl<F: Storage> Pager<F> {
         let done = commit.to_write.is_empty();
         // A page of the commit may already be on disk (spilled when the cache was full); the
         // others go out in runs of consecutive ids, one I/O per run.
-        let pending: Vec<PageId> = batch.into_iter().filter(|id| self.closed_dirty.contains(id)).collect();
+        let pending: Vec<PageId> = batch
+            .into_iter()
+            .filter(|id| self.closed_dirty.contains(id))
+            .collect();
         let run_pages_max = (WRITE_RUN_BYTES_MAX / self.page_size).max(1);
         let mut start = 0;
         while start < pending.len() {
             let mut end = start + 1;
-            while end < pending.len() && end - start < run_pages_max && pending[end] == pending[end - 1] + 1 {
+            while end < pending.len()
+                && end - start < run_pages_max
+                && pending[end] == pending[end - 1] + 1
+            {
                 end += 1;
             }
             self.write_run(&pending[start..end])?;
