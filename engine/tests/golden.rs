@@ -35,7 +35,7 @@ fn entry(i: u32) -> (Vec<u8>, Vec<u8>, u64) {
     let value = format!("value {i} ")
         .repeat(1 + (i as usize % 7))
         .into_bytes();
-    let expiry = if i % 5 == 0 {
+    let expiry = if i.is_multiple_of(5) {
         1_700_000_000_000 + u64::from(i)
     } else {
         0
@@ -93,7 +93,7 @@ fn v1_fixture_opens_and_holds_its_data() {
         }
         let got = got.expect("present");
         assert_eq!((got.bytes, got.expiry_ms), (value, expiry), "key {i}");
-        let version = if i % 10 == 0 {
+        let version = if i.is_multiple_of(10) {
             u64::from(KEYS + i / 10 + 1)
         } else {
             u64::from(i + 1)

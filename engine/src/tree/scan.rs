@@ -15,6 +15,9 @@ use super::{Result, Tree, Value};
 use crate::storage::Storage;
 use std::ops::Bound;
 
+/// Entries a scan reserves room for up front (more grow the vector as usual).
+const SCAN_PREALLOCATE_MAX: usize = 4096;
+
 /// One key and its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanEntry {
@@ -89,7 +92,7 @@ impl<F: Storage> Tree<F> {
                 range.start = Bound::Excluded(after);
             }
         }
-        let mut entries = Vec::new();
+        let mut entries = Vec::with_capacity(limit.min(SCAN_PREALLOCATE_MAX));
         if limit > 0 {
             self.scan_node(self.root, 0, range, reverse, limit, &mut entries)?;
         }
