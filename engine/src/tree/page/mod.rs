@@ -10,7 +10,8 @@
 //! - type, format version, page id and level agree with where the page was found;
 //! - `HEADER + 2*count <= heap_start <= page_size`, every record lies inside `[heap_start, page_size)`
 //!   and `sum(record sizes) + garbage == page_size - heap_start`;
-//! - keys are strictly increasing; leaf values are inline and a branch's children are not `NO_PAGE`.
+//! - keys are strictly increasing; leaf values are inline and a branch's children are not `NO_PAGE`;
+//! - the free space between the slot array and the heap is zero.
 
 use crate::constants::{
     BRANCH_RECORD_HEADER_SIZE, FORMAT_VERSION, KEY_SIZE_MAX, LEAF_RECORD_HEADER_SIZE,
@@ -483,6 +484,11 @@ fn validate_header(buf: &[u8], expected_id: PageId) -> Result<(), String> {
         return Err(format!(
             "slot array end {slots_end} and heap start {heap_start} overlap"
         ));
+    }
+    // Free space is always zero (init zeroes the page, removals zero what they free), so any
+    // other byte there is a bug or damage that happened to keep the checksum.
+    if let Some(at) = buf[slots_end..heap_start].iter().position(|&b| b != 0) {
+        return Err(format!("free space is not zero at byte {}", slots_end + at));
     }
     Ok(())
 }
