@@ -88,14 +88,15 @@ impl Engine for Jube {
             .sum()
     }
     fn scan(&mut self, start: &[u8]) -> usize {
-        let page = self.0.scan(
-            Bound::Included(start),
-            Bound::Unbounded,
-            SCAN_ROWS,
-            false,
-            None,
-        );
-        page.expect("scan").entries.len()
+        // The visitor borrows rows from the pages, as redb's and LMDB's iterators do.
+        let mut rows = 0;
+        let bounds = (Bound::Included(start), Bound::Unbounded);
+        self.0
+            .scan_visit(bounds.0, bounds.1, SCAN_ROWS, false, None, |_, value| {
+                rows += usize::from(!value.bytes.is_empty());
+            })
+            .expect("scan");
+        rows
     }
 }
 

@@ -28,7 +28,7 @@
 //! `JUBE_MODEL_SEEDS=<n>` runs more seeds, `JUBE_MODEL_OPS=<n>` changes the length.
 
 use jube_engine::storage::sim::{FaultConfig, SimDisk, SimStorage, SimVfs};
-use jube_engine::tree::{Tree, TreeConfig, TreeError};
+use jube_engine::tree::{ScanEntry, ScanPage, Tree, TreeConfig, TreeError, Value};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -345,13 +345,29 @@ impl Sim {
         let mut continuation: Option<Vec<u8>> = None;
         for _ in 0..pages {
             let tree = self.tree.as_mut().expect("open");
-            match tree.scan(
-                as_slice(&start),
-                as_slice(&end),
-                limit,
-                reverse,
-                continuation.as_deref(),
-            ) {
+            let (start, end, cont) = (as_slice(&start), as_slice(&end), continuation.as_deref());
+            // Both scan APIs: owned entries, and the visitor over borrowed slices.
+            let result = if self.rng.gen_bool(0.5) {
+                tree.scan(start, end, limit, reverse, cont)
+            } else {
+                let mut entries = Vec::new();
+                tree.scan_visit(start, end, limit, reverse, cont, |key, value| {
+                    let value = Value {
+                        bytes: value.bytes.to_vec(),
+                        expiry_ms: value.expiry_ms,
+                        version: value.version,
+                    };
+                    entries.push(ScanEntry {
+                        key: key.to_vec(),
+                        value,
+                    });
+                })
+                .map(|continuation| ScanPage {
+                    entries,
+                    continuation,
+                })
+            };
+            match result {
                 Ok(page) => {
                     for entry in &page.entries {
                         let model = self

@@ -22,7 +22,7 @@ pub mod superblock;
 
 pub use config::{TreeConfig, TreeStats};
 pub use error::{Result, TreeError};
-pub use scan::{ScanEntry, ScanPage};
+pub use scan::{ScanEntry, ScanPage, ValueRef};
 
 use crate::constants::{KEY_SIZE_MAX, PAGE_FILE_NAME, TREE_HEIGHT_MAX};
 use crate::storage::{OpenMode, Storage, Vfs};
