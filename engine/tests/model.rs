@@ -248,6 +248,7 @@ impl Sim {
             let faults = FaultConfig {
                 write_eio_ppm: 50_000,
                 sync_eio_ppm: 100_000,
+                read_corrupt_ppm: 30_000,
                 ..FaultConfig::crashes()
             };
             self.disk.set_faults(faults);
@@ -257,8 +258,11 @@ impl Sim {
     /// Records an error: I/O errors poison the tree; anything else is a bug.
     fn on_error(&mut self, err: TreeError, during_commit: bool) {
         match err {
-            TreeError::Io { .. } if self.fault_burst > 0 || self.power_cut => {
-                // Failed reads leave the tree usable; failed writes and syncs poison it.
+            TreeError::Io { .. } | TreeError::CorruptPage { .. }
+                if self.fault_burst > 0 || self.power_cut =>
+            {
+                // Failed reads (EIO, or a corrupted buffer failing its checksum) leave the tree
+                // usable; failed writes and syncs, and any failure inside a put or delete, poison it.
                 self.poisoned = self.tree().is_poisoned();
                 assert!(
                     self.poisoned || !during_commit,
@@ -493,7 +497,9 @@ impl Sim {
         match tree.check_integrity() {
             Ok(()) => assert_eq!(tree.key_count(), self.live.len() as u64, "key count"),
             // Reading pages for the check may spill dirty ones, and a spill may fail.
-            Err(err @ TreeError::Io { .. }) if self.fault_burst > 0 || self.power_cut => {
+            Err(err @ (TreeError::Io { .. } | TreeError::CorruptPage { .. }))
+                if self.fault_burst > 0 || self.power_cut =>
+            {
                 self.on_error(err, false)
             }
             Err(err) => panic!("check_integrity: {err}"),

@@ -147,6 +147,15 @@ impl<F: Storage> Pager<F> {
         }
     }
 
+    /// Poisons the pager because an operation failed half-way (after it had started changing
+    /// pages): the in-memory tree may no longer be consistent.
+    pub fn poison_after(&mut self, err: &TreeError) {
+        if self.poisoned.is_none() {
+            tracing::error!(path = self.file.path(), %err, "operation failed half-way; tree poisoned");
+            self.poisoned = Some(format!("a write failed half-way: {err}"));
+        }
+    }
+
     fn poison(&mut self, doing: &'static str, source: crate::storage::IoError) -> TreeError {
         tracing::error!(path = self.file.path(), %source, "{doing} failed; tree poisoned");
         if self.poisoned.is_none() {
