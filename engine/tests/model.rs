@@ -3,13 +3,16 @@
 //!
 //! Strategy. Each seed drives one tree on a `SimDisk` with crash faults (every unsynced write is
 //! kept, dropped, torn at a sector or garbled) through 10,000 random operations: put, delete, get,
-//! scan (forward and reverse, random bounds, small limits, resumed through continuations),
-//! blocking commits, sliced commits whose steps interleave with other operations, clean restarts,
-//! crashes at any point (also in the middle of a sliced commit), and short bursts of injected
-//! write and sync errors, and power cuts a few I/O operations ahead (so crashes land inside
-//! commits: between page writes, before or after the sync, around the superblock write). Pages are 4 KiB and the cache holds six pages, so splits, merges,
-//! redistributions, copy-on-write, spills and evictions happen on almost every operation. Key and
-//! value sizes range up to their limits so pages hold anywhere from two to hundreds of records.
+//! scan (forward and reverse, random bounds, small limits, resumed through continuations, through
+//! both `scan` and `scan_visit`), blocking commits, sliced commits whose steps interleave with
+//! other operations, clean restarts, crashes at any point (also in the middle of a sliced commit),
+//! short bursts of injected write EIO, sync EIO and corrupted reads, and power cuts a few I/O
+//! operations ahead (so crashes land inside commits: between page writes, before or after the
+//! sync, around the superblock write). Pages are 4 KiB and the cache holds six pages, so splits,
+//! merges, redistributions, copy-on-write, spills and evictions happen on almost every operation.
+//! Key and value sizes range up to their limits so pages hold anywhere from two to hundreds of
+//! records. Per seed, the key space, a shared key prefix (long ones make tall trees) and the
+//! restart rate vary, and phases alternate between growing and shrinking the tree.
 //!
 //! The model keeps the live map, and one snapshot per commit, labelled by the `checkpoint_lsn`
 //! that commit records.
@@ -22,7 +25,10 @@
 //!   which;
 //! - `check_integrity()` passes after every restart and periodically (key order, fences, fill
 //!   factors, no page both reachable and free, free + reachable + pending = high-water mark);
-//! - an I/O error poisons the tree: every later call fails until it is reopened.
+//! - a failed read leaves the tree usable; a failed write or sync, or any failure inside a put or
+//!   delete, poisons it: every later call fails until it is reopened;
+//! - coverage: over all seeds the run reached height 3 and did at least ten of each rare event
+//!   (splits, merges, redistributions, root collapses, spills, evictions, power cuts...).
 //!
 //! A failure prints its seed; `JUBE_MODEL_SEED=<seed>` replays that one seed,
 //! `JUBE_MODEL_SEEDS=<n>` runs more seeds, `JUBE_MODEL_OPS=<n>` changes the length.
