@@ -60,6 +60,11 @@ pub const PINNED_PAGES_MAX: usize = 3 * TREE_HEIGHT_MAX + 4;
 /// to keep its path resident.
 pub const CACHE_PAGES_MIN: usize = 4;
 
+/// Largest single write of a commit: consecutive dirty pages are written together up to this
+/// many bytes (1 MiB: large enough to reach a disk's sequential bandwidth, small enough to keep
+/// one commit slice short and the staging buffer cheap).
+pub const WRITE_RUN_BYTES_MAX: usize = 1 << 20;
+
 /// Name of the page file inside a shard directory.
 pub const PAGE_FILE_NAME: &str = "pages";
 
@@ -106,3 +111,5 @@ const _: () = assert!(
     "key lengths are u16 on disk"
 );
 const _: () = assert!(CACHE_PAGES_MIN >= 2);
+const _: () =
+    assert!(WRITE_RUN_BYTES_MAX >= PAGE_SIZE_MAX && WRITE_RUN_BYTES_MAX.is_multiple_of(IO_ALIGN));

@@ -93,7 +93,7 @@ fn v1_fixture_opens_and_holds_its_data() {
         }
         let got = got.expect("present");
         assert_eq!((got.bytes, got.expiry_ms), (value, expiry), "key {i}");
-        let version = if i % 10 == 0 {
+        let version = if i.is_multiple_of(10) {
             u64::from(KEYS + i / 10 + 1)
         } else {
             u64::from(i + 1)

@@ -3,13 +3,16 @@
 //!
 //! Strategy. Each seed drives one tree on a `SimDisk` with crash faults (every unsynced write is
 //! kept, dropped, torn at a sector or garbled) through 10,000 random operations: put, delete, get,
-//! scan (forward and reverse, random bounds, small limits, resumed through continuations),
-//! blocking commits, sliced commits whose steps interleave with other operations, clean restarts,
-//! crashes at any point (also in the middle of a sliced commit), and short bursts of injected
-//! write and sync errors, and power cuts a few I/O operations ahead (so crashes land inside
-//! commits: between page writes, before or after the sync, around the superblock write). Pages are 4 KiB and the cache holds six pages, so splits, merges,
-//! redistributions, copy-on-write, spills and evictions happen on almost every operation. Key and
-//! value sizes range up to their limits so pages hold anywhere from two to hundreds of records.
+//! scan (forward and reverse, random bounds, small limits, resumed through continuations, through
+//! both `scan` and `scan_visit`), blocking commits, sliced commits whose steps interleave with
+//! other operations, clean restarts, crashes at any point (also in the middle of a sliced commit),
+//! short bursts of injected write EIO, sync EIO and corrupted reads, and power cuts a few I/O
+//! operations ahead (so crashes land inside commits: between page writes, before or after the
+//! sync, around the superblock write). Pages are 4 KiB and the cache holds six pages, so splits,
+//! merges, redistributions, copy-on-write, spills and evictions happen on almost every operation.
+//! Key and value sizes range up to their limits so pages hold anywhere from two to hundreds of
+//! records. Per seed, the key space, a shared key prefix (long ones make tall trees) and the
+//! restart rate vary, and phases alternate between growing and shrinking the tree.
 //!
 //! The model keeps the live map, and one snapshot per commit, labelled by the `checkpoint_lsn`
 //! that commit records.
@@ -22,13 +25,16 @@
 //!   which;
 //! - `check_integrity()` passes after every restart and periodically (key order, fences, fill
 //!   factors, no page both reachable and free, free + reachable + pending = high-water mark);
-//! - an I/O error poisons the tree: every later call fails until it is reopened.
+//! - a failed read leaves the tree usable; a failed write or sync, or any failure inside a put or
+//!   delete, poisons it: every later call fails until it is reopened;
+//! - coverage: over all seeds the run reached height 3 and did at least ten of each rare event
+//!   (splits, merges, redistributions, root collapses, spills, evictions, power cuts...).
 //!
 //! A failure prints its seed; `JUBE_MODEL_SEED=<seed>` replays that one seed,
 //! `JUBE_MODEL_SEEDS=<n>` runs more seeds, `JUBE_MODEL_OPS=<n>` changes the length.
 
 use jube_engine::storage::sim::{FaultConfig, SimDisk, SimStorage, SimVfs};
-use jube_engine::tree::{Tree, TreeConfig, TreeError};
+use jube_engine::tree::{ScanEntry, ScanPage, Tree, TreeConfig, TreeError, Value};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -248,6 +254,7 @@ impl Sim {
             let faults = FaultConfig {
                 write_eio_ppm: 50_000,
                 sync_eio_ppm: 100_000,
+                read_corrupt_ppm: 30_000,
                 ..FaultConfig::crashes()
             };
             self.disk.set_faults(faults);
@@ -257,8 +264,11 @@ impl Sim {
     /// Records an error: I/O errors poison the tree; anything else is a bug.
     fn on_error(&mut self, err: TreeError, during_commit: bool) {
         match err {
-            TreeError::Io { .. } if self.fault_burst > 0 || self.power_cut => {
-                // Failed reads leave the tree usable; failed writes and syncs poison it.
+            TreeError::Io { .. } | TreeError::CorruptPage { .. }
+                if self.fault_burst > 0 || self.power_cut =>
+            {
+                // Failed reads (EIO, or a corrupted buffer failing its checksum) leave the tree
+                // usable; failed writes and syncs, and any failure inside a put or delete, poison it.
                 self.poisoned = self.tree().is_poisoned();
                 assert!(
                     self.poisoned || !during_commit,
@@ -345,13 +355,29 @@ impl Sim {
         let mut continuation: Option<Vec<u8>> = None;
         for _ in 0..pages {
             let tree = self.tree.as_mut().expect("open");
-            match tree.scan(
-                as_slice(&start),
-                as_slice(&end),
-                limit,
-                reverse,
-                continuation.as_deref(),
-            ) {
+            let (start, end, cont) = (as_slice(&start), as_slice(&end), continuation.as_deref());
+            // Both scan APIs: owned entries, and the visitor over borrowed slices.
+            let result = if self.rng.gen_bool(0.5) {
+                tree.scan(start, end, limit, reverse, cont)
+            } else {
+                let mut entries = Vec::new();
+                tree.scan_visit(start, end, limit, reverse, cont, |key, value| {
+                    let value = Value {
+                        bytes: value.bytes.to_vec(),
+                        expiry_ms: value.expiry_ms,
+                        version: value.version,
+                    };
+                    entries.push(ScanEntry {
+                        key: key.to_vec(),
+                        value,
+                    });
+                })
+                .map(|continuation| ScanPage {
+                    entries,
+                    continuation,
+                })
+            };
+            match result {
                 Ok(page) => {
                     for entry in &page.entries {
                         let model = self
@@ -477,7 +503,9 @@ impl Sim {
         match tree.check_integrity() {
             Ok(()) => assert_eq!(tree.key_count(), self.live.len() as u64, "key count"),
             // Reading pages for the check may spill dirty ones, and a spill may fail.
-            Err(err @ TreeError::Io { .. }) if self.fault_burst > 0 || self.power_cut => {
+            Err(err @ (TreeError::Io { .. } | TreeError::CorruptPage { .. }))
+                if self.fault_burst > 0 || self.power_cut =>
+            {
                 self.on_error(err, false)
             }
             Err(err) => panic!("check_integrity: {err}"),

@@ -22,7 +22,11 @@ fn exercise(buf: &[u8], id: u64) {
     let _ = page::used_bytes(buf);
     for index in 0..n {
         let key = page::key(buf, index).to_vec();
-        assert_eq!(page::search(buf, &key), Ok(index), "a validated page finds its own keys");
+        assert_eq!(
+            page::search(buf, &key),
+            Ok(index),
+            "a validated page finds its own keys"
+        );
         match page::page_type(buf) {
             PageType::Leaf => {
                 let rec = page::leaf_record(buf, index);

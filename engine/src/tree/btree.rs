@@ -24,6 +24,17 @@ struct Path {
     child_indexes: Vec<usize>,
 }
 
+/// Two adjacent pages of one level being split, merged or redistributed.
+#[derive(Debug, Clone, Copy)]
+struct Pair {
+    left: PageId,
+    right: PageId,
+    page_type: PageType,
+    level: u16,
+    /// The left page's `child0` (branches only).
+    child0: PageId,
+}
+
 /// The shortest prefix of `right` that is greater than `left` (given `left < right`).
 fn shortest_separator(left: &[u8], right: &[u8]) -> Vec<u8> {
     assert!(left < right, "separator between unordered keys");
@@ -152,36 +163,14 @@ impl<F: Storage> Tree<F> {
         let cut = split_point(&records, usable, page_type);
         let right = self.pager.new_page(page_type, level)?;
         self.counters.splits += 1;
-        let (separator, right_child0, right_from) = match page_type {
-            PageType::Leaf => {
-                let left_last = page::record_key(page_type, &records[cut - 1]);
-                let right_first = page::record_key(page_type, &records[cut]);
-                (shortest_separator(left_last, right_first), 0, cut)
-            }
-            PageType::Branch => (
-                page::record_key(page_type, &records[cut]).to_vec(),
-                page::branch_record_child(&records[cut]),
-                cut + 1,
-            ),
-        };
-        let left_records = records[..cut].iter().map(Vec::as_slice);
-        page::rebuild(
-            self.pager.page_mut(id)?,
-            page_type,
-            level,
-            id,
-            child0,
-            left_records,
-        );
-        let right_records = records[right_from..].iter().map(Vec::as_slice);
-        page::rebuild(
-            self.pager.page_mut(right)?,
-            page_type,
-            level,
+        let pair = Pair {
+            left: id,
             right,
-            right_child0,
-            right_records,
-        );
+            page_type,
+            level,
+            child0,
+        };
+        let separator = self.distribute(&pair, &records, cut)?;
         self.insert_separator(path, depth, &separator, right)
     }
 
@@ -284,28 +273,55 @@ impl<F: Storage> Tree<F> {
         }
         let cut = split_point(&records, usable, page_type);
         self.counters.redistributions += 1;
-        let (new_separator, right_child0, right_from) = match page_type {
-            PageType::Leaf => (
-                shortest_separator(
-                    page::record_key(page_type, &records[cut - 1]),
-                    page::record_key(page_type, &records[cut]),
-                ),
-                0,
-                cut,
-            ),
+        let pair = Pair {
+            left,
+            right,
+            page_type,
+            level,
+            child0,
+        };
+        let new_separator = self.distribute(&pair, &records, cut)?;
+        page::remove_record(self.pager.page_mut(parent)?, left_index);
+        let rec = page::branch_record(right, &new_separator);
+        if !page::insert_record(self.pager.page_mut(parent)?, left_index, &rec) {
+            self.split(path, depth - 1, left_index, rec)?;
+            return Ok(false);
+        }
+        // The parent kept its separator count but its size changed; check it like a merge would.
+        Ok(true)
+    }
+
+    /// Rebuilds the pair from `records` cut at `cut` and returns the separator between them. For
+    /// a branch the record at the cut moves up: its key is the separator and its child becomes
+    /// the right page's `child0`.
+    fn distribute(&mut self, pair: &Pair, records: &[Vec<u8>], cut: usize) -> Result<Vec<u8>> {
+        let Pair {
+            left,
+            right,
+            page_type,
+            level,
+            child0,
+        } = *pair;
+        let (separator, right_child0, right_from) = match page_type {
+            PageType::Leaf => {
+                let left_last = page::record_key(page_type, &records[cut - 1]);
+                let right_first = page::record_key(page_type, &records[cut]);
+                (shortest_separator(left_last, right_first), 0, cut)
+            }
             PageType::Branch => (
                 page::record_key(page_type, &records[cut]).to_vec(),
                 page::branch_record_child(&records[cut]),
                 cut + 1,
             ),
         };
+        let left_records = records[..cut].iter().map(Vec::as_slice);
         page::rebuild(
             self.pager.page_mut(left)?,
             page_type,
             level,
             left,
             child0,
-            records[..cut].iter().map(Vec::as_slice),
+            left_records,
         );
         let right_records = records[right_from..].iter().map(Vec::as_slice);
         page::rebuild(
@@ -316,14 +332,7 @@ impl<F: Storage> Tree<F> {
             right_child0,
             right_records,
         );
-        page::remove_record(self.pager.page_mut(parent)?, left_index);
-        let rec = page::branch_record(right, &new_separator);
-        if !page::insert_record(self.pager.page_mut(parent)?, left_index, &rec) {
-            self.split(path, depth - 1, left_index, rec)?;
-            return Ok(false);
-        }
-        // The parent kept its separator count but its size changed; check it like a merge would.
-        Ok(true)
+        Ok(separator)
     }
 
     /// The records of two adjacent siblings in order; for branches the parent's separator comes

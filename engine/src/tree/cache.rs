@@ -8,53 +8,95 @@
 //! `dirty_count` equals the number of frames with `dirty` set.
 
 use crate::constants::PINNED_PAGES_MAX;
-use crate::storage::AlignedBuf;
 use crate::tree::page::PageId;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
-/// One cached page.
-#[derive(Debug)]
-pub struct Frame {
-    pub id: PageId,
-    /// The page bytes. A dirty page's CRC is stale until the pager seals it for writing.
-    pub buf: AlignedBuf,
-    dirty: bool,
-    pins: u32,
-    referenced: bool,
-}
+/// A multiplicative hash for page ids (as FxHash does): page-id maps are on every operation's
+/// path, and SipHash's flooding resistance buys nothing for ids the engine itself hands out.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PageIdHasher(u64);
 
-impl Frame {
-    pub fn dirty(&self) -> bool {
-        self.dirty
+impl Hasher for PageIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
 }
 
-#[derive(Debug)]
+pub type PageIdMap<V> = HashMap<PageId, V, BuildHasherDefault<PageIdHasher>>;
+pub type PageIdSet = HashSet<PageId, BuildHasherDefault<PageIdHasher>>;
+
+/// Bookkeeping of one frame; the page bytes live in the arena at `slot * page_size`.
+#[derive(Debug, Clone, Copy)]
+struct FrameMeta {
+    /// The page in this frame, or `EMPTY`.
+    id: PageId,
+    dirty: bool,
+    pins: u32,
+}
+
+const EMPTY: PageId = u64::MAX;
+
+/// The cache: one contiguous arena of frames, allocated up front (the zeroed allocation is
+/// mapped lazily by the OS), so a hit costs one map probe and the page itself; metadata and
+/// reference bits sit in small dense arrays beside it.
 pub struct PageCache {
-    slots: Vec<Option<Frame>>,
-    map: HashMap<PageId, usize>,
-    empty_slots: Vec<usize>,
+    arena: Vec<u8>,
+    meta: Vec<FrameMeta>,
+    referenced: Vec<bool>,
+    map: PageIdMap<u32>,
+    empty_slots: Vec<u32>,
     hand: usize,
     capacity: usize,
     dirty_count: usize,
     pinned_total: usize,
-    /// Buffers of evicted frames, reused for the next miss (at most a few).
-    spare_bufs: Vec<AlignedBuf>,
     page_size: usize,
+}
+
+impl std::fmt::Debug for PageCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageCache")
+            .field("capacity", &self.capacity)
+            .field("len", &self.map.len())
+            .field("dirty_count", &self.dirty_count)
+            .field("pinned_total", &self.pinned_total)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PageCache {
     pub fn new(capacity: usize, page_size: usize) -> PageCache {
         assert!(capacity >= 1, "a cache needs at least one frame");
+        let frames = capacity + PINNED_PAGES_MAX;
         PageCache {
-            slots: Vec::with_capacity(capacity + 1),
-            map: HashMap::with_capacity(capacity + 1),
-            empty_slots: Vec::new(),
+            arena: vec![0u8; frames * page_size],
+            meta: vec![
+                FrameMeta {
+                    id: EMPTY,
+                    dirty: false,
+                    pins: 0
+                };
+                frames
+            ],
+            referenced: vec![false; frames],
+            map: PageIdMap::with_capacity_and_hasher(frames, Default::default()),
+            empty_slots: (0..u32::try_from(frames).expect("frame count fits u32"))
+                .rev()
+                .collect(),
             hand: 0,
             capacity,
             dirty_count: 0,
             pinned_total: 0,
-            spare_bufs: Vec::new(),
             page_size,
         }
     }
@@ -76,81 +118,72 @@ impl PageCache {
         self.map.len() >= self.capacity
     }
 
-    pub fn get(&mut self, id: PageId) -> Option<&Frame> {
-        let slot = *self.map.get(&id)?;
-        let frame = self.slots[slot]
-            .as_mut()
-            .expect("mapped slot holds a frame");
-        frame.referenced = true;
-        Some(frame)
+    /// The slot of page `id`, marking it referenced (for [`PageCache::frame_at`]).
+    pub fn lookup(&mut self, id: PageId) -> Option<usize> {
+        let slot = *self.map.get(&id)? as usize;
+        self.referenced[slot] = true;
+        Some(slot)
     }
 
-    pub fn get_mut(&mut self, id: PageId) -> Option<&mut Frame> {
-        let slot = *self.map.get(&id)?;
-        let frame = self.slots[slot]
-            .as_mut()
-            .expect("mapped slot holds a frame");
-        frame.referenced = true;
-        Some(frame)
+    /// The page in `slot`, as returned by [`PageCache::lookup`] with no change since.
+    pub fn frame_at(&self, slot: usize) -> &[u8] {
+        &self.arena[slot * self.page_size..(slot + 1) * self.page_size]
     }
 
-    /// A zeroed buffer for a page, reusing an evicted frame's buffer when one is at hand.
-    pub fn new_buf(&mut self) -> AlignedBuf {
-        match self.spare_bufs.pop() {
-            Some(buf) => buf,
-            None => AlignedBuf::zeroed(self.page_size),
-        }
+    pub fn frame_at_mut(&mut self, slot: usize) -> &mut [u8] {
+        &mut self.arena[slot * self.page_size..(slot + 1) * self.page_size]
     }
 
-    /// Adds a page. The caller has made room (see [`PageCache::victim`]).
-    pub fn insert(&mut self, id: PageId, buf: AlignedBuf, dirty: bool) {
-        assert_eq!(buf.len(), self.page_size, "page buffer size");
-        assert!(
-            self.map.len() < self.capacity + PINNED_PAGES_MAX,
-            "cache exceeds its budget by more than PINNED_PAGES_MAX pages"
-        );
-        let frame = Frame {
-            id,
-            buf,
-            dirty,
-            pins: 0,
-            referenced: true,
-        };
-        let slot = match self.empty_slots.pop() {
-            Some(slot) => {
-                self.slots[slot] = Some(frame);
-                slot
-            }
-            None => {
-                self.slots.push(Some(frame));
-                self.slots.len() - 1
-            }
-        };
+    pub fn is_dirty(&self, slot: usize) -> bool {
+        self.meta[slot].dirty
+    }
+
+    /// Adds page `id` with unspecified contents and returns its slot; the caller fills it. The
+    /// caller has made room (see [`PageCache::victim`]); past the budget only pinned pages may
+    /// push it, by at most `PINNED_PAGES_MAX`.
+    pub fn insert(&mut self, id: PageId, dirty: bool) -> usize {
+        let slot = self
+            .empty_slots
+            .pop()
+            .expect("cache exceeds its budget by more than PINNED_PAGES_MAX pages");
         let previous = self.map.insert(id, slot);
         assert!(previous.is_none(), "page {id} cached twice");
+        let slot = slot as usize;
+        self.meta[slot] = FrameMeta { id, dirty, pins: 0 };
+        self.referenced[slot] = true;
         self.dirty_count += usize::from(dirty);
+        slot
+    }
+
+    /// Copies the page in `from` into `to` (both slots of this cache).
+    pub fn copy_frame(&mut self, from: usize, to: usize) {
+        let size = self.page_size;
+        self.arena
+            .copy_within(from * size..(from + 1) * size, to * size);
     }
 
     /// Drops a page from the cache (evicted or freed). Returns whether it was dirty.
     pub fn remove(&mut self, id: PageId) -> Option<bool> {
         let slot = self.map.remove(&id)?;
-        let frame = self.slots[slot].take().expect("mapped slot holds a frame");
-        assert_eq!(frame.pins, 0, "removing pinned page {id}");
-        self.dirty_count -= usize::from(frame.dirty);
+        let meta = std::mem::replace(
+            &mut self.meta[slot as usize],
+            FrameMeta {
+                id: EMPTY,
+                dirty: false,
+                pins: 0,
+            },
+        );
+        assert_eq!(meta.pins, 0, "removing pinned page {id}");
+        self.dirty_count -= usize::from(meta.dirty);
         self.empty_slots.push(slot);
-        if self.spare_bufs.len() < 4 {
-            self.spare_bufs.push(frame.buf);
-        }
-        Some(frame.dirty)
+        Some(meta.dirty)
     }
 
-    pub fn set_dirty(&mut self, id: PageId, dirty: bool) {
-        let slot = *self.map.get(&id).expect("set_dirty on an uncached page");
-        let frame = self.slots[slot]
-            .as_mut()
-            .expect("mapped slot holds a frame");
-        if frame.dirty != dirty {
-            frame.dirty = dirty;
+    pub fn set_dirty(&mut self, slot: usize, dirty: bool) {
+        let meta = &mut self.meta[slot];
+        assert_ne!(meta.id, EMPTY, "set_dirty on an empty frame");
+        if meta.dirty != dirty {
+            meta.dirty = dirty;
             if dirty {
                 self.dirty_count += 1;
             } else {
@@ -160,21 +193,16 @@ impl PageCache {
     }
 
     pub fn pin(&mut self, id: PageId) {
-        let slot = *self.map.get(&id).expect("pin of an uncached page");
-        self.slots[slot]
-            .as_mut()
-            .expect("mapped slot holds a frame")
-            .pins += 1;
+        let slot = *self.map.get(&id).expect("pin of an uncached page") as usize;
+        self.meta[slot].pins += 1;
         self.pinned_total += 1;
     }
 
     pub fn unpin(&mut self, id: PageId) {
-        let slot = *self.map.get(&id).expect("unpin of an uncached page");
-        let frame = self.slots[slot]
-            .as_mut()
-            .expect("mapped slot holds a frame");
-        assert!(frame.pins > 0, "unpin of unpinned page {id}");
-        frame.pins -= 1;
+        let slot = *self.map.get(&id).expect("unpin of an uncached page") as usize;
+        let meta = &mut self.meta[slot];
+        assert!(meta.pins > 0, "unpin of unpinned page {id}");
+        meta.pins -= 1;
         self.pinned_total -= 1;
     }
 
@@ -185,22 +213,18 @@ impl PageCache {
     /// CLOCK: the next unpinned frame whose reference bit is clear (clearing bits on the way).
     /// `None` when every frame is pinned. The victim stays cached until the caller removes it.
     pub fn victim(&mut self) -> Option<(PageId, bool)> {
-        let n = self.slots.len();
+        let n = self.meta.len();
         for _ in 0..2 * n + 1 {
-            if n == 0 {
-                return None;
-            }
             self.hand = (self.hand + 1) % n;
-            if let Some(frame) = self.slots[self.hand].as_mut() {
-                if frame.pins > 0 {
-                    continue;
-                }
-                if frame.referenced {
-                    frame.referenced = false;
-                    continue;
-                }
-                return Some((frame.id, frame.dirty));
+            let meta = self.meta[self.hand];
+            if meta.id == EMPTY || meta.pins > 0 {
+                continue;
             }
+            if self.referenced[self.hand] {
+                self.referenced[self.hand] = false;
+                continue;
+            }
+            return Some((meta.id, meta.dirty));
         }
         None
     }
@@ -208,11 +232,10 @@ impl PageCache {
     /// Ids of all dirty frames, ascending (so a commit writes in file order).
     pub fn dirty_ids(&self) -> Vec<PageId> {
         let mut ids: Vec<PageId> = self
-            .slots
+            .meta
             .iter()
-            .flatten()
-            .filter(|frame| frame.dirty)
-            .map(|frame| frame.id)
+            .filter(|m| m.id != EMPTY && m.dirty)
+            .map(|m| m.id)
             .collect();
         ids.sort_unstable();
         ids
@@ -232,8 +255,8 @@ mod tests {
     fn clock_skips_pinned_and_referenced_frames() {
         let mut cache = PageCache::new(3, 4096);
         for id in 0..3 {
-            let buf = cache.new_buf();
-            cache.insert(id, buf, id == 2);
+            let slot = cache.insert(id, id == 2);
+            cache.frame_at_mut(slot).fill(id as u8);
         }
         assert!(cache.is_full());
         assert_eq!(cache.dirty_count(), 1);
@@ -248,5 +271,10 @@ mod tests {
         assert_eq!(cache.remove(0), Some(false));
         assert!(!cache.is_full());
         assert_eq!(cache.dirty_ids(), vec![2]);
+        let slot = cache.lookup(1).expect("cached");
+        assert!(
+            cache.frame_at(slot).iter().all(|&b| b == 1),
+            "frames keep their bytes"
+        );
     }
 }

@@ -22,7 +22,7 @@ pub mod superblock;
 
 pub use config::{TreeConfig, TreeStats};
 pub use error::{Result, TreeError};
-pub use scan::{ScanEntry, ScanPage};
+pub use scan::{ScanEntry, ScanPage, ValueRef};
 
 use crate::constants::{KEY_SIZE_MAX, PAGE_FILE_NAME, TREE_HEIGHT_MAX};
 use crate::storage::{OpenMode, Storage, Vfs};
@@ -200,14 +200,7 @@ impl<F: Storage> Tree<F> {
 
     /// Reads page `id` found at `depth` (0 = root) and checks its level against the height.
     fn read_node(&mut self, id: PageId, depth: usize) -> Result<&[u8]> {
-        let expected = self.height - 1 - depth;
-        let level = page::level(self.pager.page(id)?) as usize;
-        if level != expected {
-            return Err(self.corrupt(format!(
-                "page {id} has level {level} where level {expected} belongs"
-            )));
-        }
-        Ok(self.pager.peek(id))
+        self.pager.page_at_level(id, self.height - 1 - depth)
     }
 
     fn corrupt(&self, detail: String) -> TreeError {
@@ -229,6 +222,20 @@ impl<F: Storage> Tree<F> {
 
     /// The value stored under `key`, if any.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Value>> {
+        self.get_with(key, |value| Value {
+            bytes: value.bytes.to_vec(),
+            expiry_ms: value.expiry_ms,
+            version: value.version,
+        })
+    }
+
+    /// Looks `key` up and hands its value, borrowed from the page, to `read` (no copy unless
+    /// `read` makes one).
+    pub fn get_with<T>(
+        &mut self,
+        key: &[u8],
+        read: impl FnOnce(ValueRef<'_>) -> T,
+    ) -> Result<Option<T>> {
         self.pager.check_usable()?;
         Self::check_key(key)?;
         let mut id = self.root;
@@ -237,11 +244,11 @@ impl<F: Storage> Tree<F> {
             if page::is_leaf(page) {
                 return Ok(page::search(page, key).ok().map(|index| {
                     let rec = page::leaf_record(page, index);
-                    Value {
-                        bytes: rec.value.to_vec(),
+                    read(ValueRef {
+                        bytes: rec.value,
                         expiry_ms: rec.expiry_ms,
                         version: rec.version,
-                    }
+                    })
                 }));
             }
             id = page::branch_child(page, page::branch_child_index(page, key));
@@ -262,6 +269,10 @@ impl<F: Storage> Tree<F> {
         }
         let result = self.put_inner(key, value, expiry_ms);
         self.pager.release_pins();
+        if let Err(err) = &result {
+            // A read error half-way through a split or merge leaves a half-applied change.
+            self.pager.poison_after(err);
+        }
         result
     }
 
@@ -269,11 +280,14 @@ impl<F: Storage> Tree<F> {
     pub fn delete(&mut self, key: &[u8]) -> Result<bool> {
         self.pager.check_usable()?;
         Self::check_key(key)?;
-        if self.get(key)?.is_none() {
+        if self.get_with(key, |_| ())?.is_none() {
             return Ok(false);
         }
         let result = self.delete_inner(key);
         self.pager.release_pins();
+        if let Err(err) = &result {
+            self.pager.poison_after(err);
+        }
         result.map(|()| true)
     }
 

@@ -15,9 +15,9 @@
 //! - every page is validated before it is written and after it is read;
 //! - after a failed write or sync the pager is poisoned and refuses all further work.
 
-use crate::constants::{PAGES_OFFSET, PINNED_PAGES_MAX, SUPERBLOCK_SIZE};
+use crate::constants::{PAGES_OFFSET, PINNED_PAGES_MAX, SUPERBLOCK_SIZE, WRITE_RUN_BYTES_MAX};
 use crate::storage::{AlignedBuf, Storage};
-use crate::tree::cache::PageCache;
+use crate::tree::cache::{PageCache, PageIdSet};
 use crate::tree::config::{TreeConfig, TreeStats};
 use crate::tree::error::{Result, TreeError};
 use crate::tree::page::{self, PageId, PageType};
@@ -42,9 +42,9 @@ pub struct Pager<F: Storage> {
     /// Ids reusable now.
     free: BTreeSet<PageId>,
     /// Ids allocated in the open epoch: writable in place, unreachable from any commit.
-    epoch_allocated: HashSet<PageId>,
+    epoch_allocated: PageIdSet,
     /// Dirty pages of the closed epoch that the commit in flight has not written yet.
-    closed_dirty: HashSet<PageId>,
+    closed_dirty: PageIdSet,
     /// Ids freed in epoch `E` (keyed by `E`, the generation whose commit frees them).
     pending_free: BTreeMap<u64, Vec<PageId>>,
     /// The generation the open epoch will commit as.
@@ -72,8 +72,8 @@ impl<F: Storage> Pager<F> {
             cache: PageCache::new(config.cache_pages(), config.page_size),
             page_count: durable.page_count,
             free: BTreeSet::new(),
-            epoch_allocated: HashSet::new(),
-            closed_dirty: HashSet::new(),
+            epoch_allocated: PageIdSet::default(),
+            closed_dirty: PageIdSet::default(),
             pending_free: BTreeMap::new(),
             epoch: durable.generation + 1,
             durable,
@@ -147,6 +147,15 @@ impl<F: Storage> Pager<F> {
         }
     }
 
+    /// Poisons the pager because an operation failed half-way (after it had started changing
+    /// pages): the in-memory tree may no longer be consistent.
+    pub fn poison_after(&mut self, err: &TreeError) {
+        if self.poisoned.is_none() {
+            tracing::error!(path = self.file.path(), %err, "operation failed half-way; tree poisoned");
+            self.poisoned = Some(format!("a write failed half-way: {err}"));
+        }
+    }
+
     fn poison(&mut self, doing: &'static str, source: crate::storage::IoError) -> TreeError {
         tracing::error!(path = self.file.path(), %source, "{doing} failed; tree poisoned");
         if self.poisoned.is_none() {
@@ -161,13 +170,21 @@ impl<F: Storage> Pager<F> {
 
     /// The bytes of page `id`, read and validated on a miss.
     pub fn page(&mut self, id: PageId) -> Result<&[u8]> {
-        self.ensure_cached(id)?;
-        Ok(&self.cache.get(id).expect("just cached").buf)
+        let slot = self.ensure_cached(id)?;
+        Ok(self.cache.frame_at(slot))
     }
 
-    /// The bytes of a page the running operation has just accessed (still cached).
-    pub fn peek(&mut self, id: PageId) -> &[u8] {
-        &self.cache.get(id).expect("peek of an uncached page").buf
+    /// Page `id`, which the tree expects at `level`; a page at another level is corruption.
+    pub fn page_at_level(&mut self, id: PageId, level: usize) -> Result<&[u8]> {
+        let slot = self.ensure_cached(id)?;
+        let found = page::level(self.cache.frame_at(slot)) as usize;
+        if found != level {
+            return Err(TreeError::CorruptTree {
+                file: self.path().to_string(),
+                detail: format!("page {id} has level {found} where level {level} belongs"),
+            });
+        }
+        Ok(self.cache.frame_at(slot))
     }
 
     /// The bytes of page `id` for editing; the page must be writable in place.
@@ -176,9 +193,9 @@ impl<F: Storage> Pager<F> {
             self.epoch_allocated.contains(&id),
             "page {id} is not writable in this epoch"
         );
-        self.ensure_cached(id)?;
-        self.cache.set_dirty(id, true);
-        Ok(&mut self.cache.get_mut(id).expect("just cached").buf)
+        let slot = self.ensure_cached(id)?;
+        self.cache.set_dirty(slot, true);
+        Ok(self.cache.frame_at_mut(slot))
     }
 
     /// Pins `id` until [`Pager::release_pins`]: the cache will not evict it meanwhile.
@@ -203,10 +220,11 @@ impl<F: Storage> Pager<F> {
         );
     }
 
-    fn ensure_cached(&mut self, id: PageId) -> Result<()> {
-        if self.cache.contains(id) {
+    /// Makes sure page `id` is cached (reading and validating it on a miss); returns its slot.
+    fn ensure_cached(&mut self, id: PageId) -> Result<usize> {
+        if let Some(slot) = self.cache.lookup(id) {
             self.stats.cache_hits += 1;
-            return Ok(());
+            return Ok(slot);
         }
         self.stats.cache_misses += 1;
         assert!(
@@ -215,31 +233,40 @@ impl<F: Storage> Pager<F> {
             self.page_count
         );
         let offset = self.page_offset(id);
-        let buf = self.cache.new_buf();
-        let (buf, n) = self
-            .file
-            .read_at(offset, buf)
-            .map_err(|source| TreeError::Io {
-                doing: "reading a page",
-                source,
-            })?;
+        // Room first: an eviction may spill a dirty page, which needs the I/O buffer.
+        self.make_room()?;
+        let buf = self.io_buf.take().expect("one I/O at a time");
+        let (buf, n) = match self.file.read_at(offset, buf) {
+            Ok(read) => read,
+            Err(source) => {
+                self.io_buf = Some(AlignedBuf::zeroed(self.page_size));
+                return Err(TreeError::Io {
+                    doing: "reading a page",
+                    source,
+                });
+            }
+        };
         self.stats.pages_read += 1;
         let checked = if n < self.page_size {
             Err(format!("file ends {n} bytes into the page"))
         } else {
             page::validate(&buf, id)
         };
-        if let Err(detail) = checked {
-            return Err(TreeError::CorruptPage {
+        let result = match checked {
+            Ok(()) => {
+                let slot = self.cache.insert(id, false);
+                self.cache.frame_at_mut(slot).copy_from_slice(&buf);
+                Ok(slot)
+            }
+            Err(detail) => Err(TreeError::CorruptPage {
                 file: self.path().to_string(),
                 offset,
                 page_id: id,
                 detail,
-            });
-        }
-        self.make_room()?;
-        self.cache.insert(id, buf, false);
-        Ok(())
+            }),
+        };
+        self.io_buf = Some(buf);
+        result
     }
 
     /// Evicts until the cache has a free frame, spilling dirty victims. If every frame is pinned
@@ -261,31 +288,52 @@ impl<F: Storage> Pager<F> {
 
     /// Seals, validates and writes the cached dirty page `id`, leaving it clean.
     fn write_page(&mut self, id: PageId) -> Result<()> {
-        assert!(
-            self.epoch_allocated.contains(&id) || self.closed_dirty.contains(&id),
-            "page {id} may be reachable from a durable superblock and must not be overwritten"
-        );
-        let offset = self.page_offset(id);
-        let mut io_buf = self.io_buf.take().expect("one write at a time");
-        {
-            let frame = self.cache.get_mut(id).expect("writing an uncached page");
-            assert!(frame.dirty(), "writing clean page {id}");
-            page::seal(&mut frame.buf);
-            if let Err(detail) = page::validate(&frame.buf, id) {
+        self.write_run(&[id])
+    }
+
+    /// Writes cached dirty pages with consecutive ids in one I/O, leaving them clean. Each page is
+    /// sealed and validated first: writing an invalid page is a bug.
+    fn write_run(&mut self, run: &[PageId]) -> Result<()> {
+        let first = *run.first().expect("a run has pages");
+        let offset = self.page_offset(first);
+        let mut io_buf = match (run.len(), self.io_buf.take()) {
+            (1, Some(buf)) => buf,
+            (n, spare) => {
+                self.io_buf = spare;
+                AlignedBuf::zeroed(n * self.page_size)
+            }
+        };
+        for (index, &id) in run.iter().enumerate() {
+            assert_eq!(id, first + index as u64, "a run has consecutive ids");
+            assert!(
+                self.epoch_allocated.contains(&id) || self.closed_dirty.contains(&id),
+                "page {id} may be reachable from a durable superblock and must not be overwritten"
+            );
+            let slot = self.cache.lookup(id).expect("writing an uncached page");
+            assert!(self.cache.is_dirty(slot), "writing clean page {id}");
+            let frame = self.cache.frame_at_mut(slot);
+            page::seal(frame);
+            if let Err(detail) = page::validate(frame, id) {
                 panic!("bug: about to write invalid page {id}: {detail}");
             }
-            io_buf.copy_from_slice(&frame.buf);
+            io_buf[index * self.page_size..(index + 1) * self.page_size].copy_from_slice(frame);
         }
         match self.file.write_at(offset, io_buf) {
-            Ok(buf) => self.io_buf = Some(buf),
+            Ok(buf) if run.len() == 1 => self.io_buf = Some(buf),
+            Ok(_) => {}
             Err(source) => {
-                self.io_buf = Some(AlignedBuf::zeroed(self.page_size));
-                return Err(self.poison("writing a page", source));
+                if run.len() == 1 {
+                    self.io_buf = Some(AlignedBuf::zeroed(self.page_size));
+                }
+                return Err(self.poison("writing pages", source));
             }
         }
-        self.stats.pages_written += 1;
-        self.cache.set_dirty(id, false);
-        self.closed_dirty.remove(&id);
+        self.stats.pages_written += run.len() as u64;
+        for &id in run {
+            let slot = self.cache.lookup(id).expect("written page is cached");
+            self.cache.set_dirty(slot, false);
+            self.closed_dirty.remove(&id);
+        }
         Ok(())
     }
 
@@ -307,9 +355,8 @@ impl<F: Storage> Pager<F> {
     pub fn new_page(&mut self, page_type: PageType, level: u16) -> Result<PageId> {
         self.make_room()?;
         let id = self.allocate();
-        let mut buf = self.cache.new_buf();
-        page::init(&mut buf, page_type, level, id);
-        self.cache.insert(id, buf, true);
+        let slot = self.cache.insert(id, true);
+        page::init(self.cache.frame_at_mut(slot), page_type, level, id);
         self.pin(id)?;
         Ok(id)
     }
@@ -321,12 +368,16 @@ impl<F: Storage> Pager<F> {
             return Ok(id);
         }
         self.ensure_cached(id)?;
-        let mut buf = self.cache.new_buf();
-        buf.copy_from_slice(&self.cache.get(id).expect("just cached").buf);
-        self.make_room()?;
+        // Pinned so that making room cannot evict the page being copied.
+        self.cache.pin(id);
+        let room = self.make_room();
+        self.cache.unpin(id);
+        room?;
         let new_id = self.allocate();
-        page::set_page_id(&mut buf, new_id);
-        self.cache.insert(new_id, buf, true);
+        let from = self.cache.lookup(id).expect("pinned page stayed cached");
+        let to = self.cache.insert(new_id, true);
+        self.cache.copy_frame(from, to);
+        page::set_page_id(self.cache.frame_at_mut(to), new_id);
         self.pin(new_id)?;
         self.free_page(id);
         Ok(new_id)
@@ -395,11 +446,24 @@ impl<F: Storage> Pager<F> {
             written += self.page_size;
         }
         let done = commit.to_write.is_empty();
-        for id in batch {
-            // A page of the commit may already be on disk: spilled when the cache was full.
-            if self.closed_dirty.contains(&id) {
-                self.write_page(id)?;
+        // A page of the commit may already be on disk (spilled when the cache was full); the
+        // others go out in runs of consecutive ids, one I/O per run.
+        let pending: Vec<PageId> = batch
+            .into_iter()
+            .filter(|id| self.closed_dirty.contains(id))
+            .collect();
+        let run_pages_max = (WRITE_RUN_BYTES_MAX / self.page_size).max(1);
+        let mut start = 0;
+        while start < pending.len() {
+            let mut end = start + 1;
+            while end < pending.len()
+                && end - start < run_pages_max
+                && pending[end] == pending[end - 1] + 1
+            {
+                end += 1;
             }
+            self.write_run(&pending[start..end])?;
+            start = end;
         }
         if !done {
             return Ok(false);

@@ -15,6 +15,9 @@ use super::{Result, Tree, Value};
 use crate::storage::Storage;
 use std::ops::Bound;
 
+/// Entries a scan reserves room for up front (more grow the vector as usual).
+const SCAN_PREALLOCATE_MAX: usize = 4096;
+
 /// One key and its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScanEntry {
@@ -62,6 +65,25 @@ fn bound_key(bound: Bound<&[u8]>) -> Option<&[u8]> {
     }
 }
 
+/// A value borrowed from a page during [`Tree::scan_visit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValueRef<'a> {
+    pub bytes: &'a [u8],
+    pub expiry_ms: u64,
+    pub version: u64,
+}
+
+/// The state of one scan walk: bounds, direction, how many rows so far, and the visitor.
+struct Walk<'r, 'v> {
+    range: Range<'r>,
+    reverse: bool,
+    limit: usize,
+    seen: usize,
+    /// The key of the row that reached the limit: the continuation.
+    last_key: Option<Vec<u8>>,
+    visit: &'v mut dyn FnMut(&[u8], ValueRef<'_>),
+}
+
 impl<F: Storage> Tree<F> {
     /// Up to `limit` entries with keys in `(start, end)`, ascending (or descending if `reverse`),
     /// resuming after `continuation` when given (the value a previous page returned).
@@ -73,6 +95,37 @@ impl<F: Storage> Tree<F> {
         reverse: bool,
         continuation: Option<&[u8]>,
     ) -> Result<ScanPage> {
+        let mut entries = Vec::with_capacity(limit.min(SCAN_PREALLOCATE_MAX));
+        let continuation =
+            self.scan_visit(start, end, limit, reverse, continuation, |key, value| {
+                let value = Value {
+                    bytes: value.bytes.to_vec(),
+                    expiry_ms: value.expiry_ms,
+                    version: value.version,
+                };
+                entries.push(ScanEntry {
+                    key: key.to_vec(),
+                    value,
+                });
+            })?;
+        Ok(ScanPage {
+            entries,
+            continuation,
+        })
+    }
+
+    /// Like [`Tree::scan`], but hands each row to `visit` as slices borrowed from the page (no
+    /// copies: what a server encoding rows straight into a response wants). Returns the
+    /// continuation: the last key visited when the limit was reached.
+    pub fn scan_visit(
+        &mut self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        limit: usize,
+        reverse: bool,
+        continuation: Option<&[u8]>,
+        mut visit: impl FnMut(&[u8], ValueRef<'_>),
+    ) -> Result<Option<Vec<u8>>> {
         self.pager.check_usable()?;
         for key in [bound_key(start), bound_key(end), continuation]
             .into_iter()
@@ -89,80 +142,78 @@ impl<F: Storage> Tree<F> {
                 range.start = Bound::Excluded(after);
             }
         }
-        let mut entries = Vec::new();
+        let mut walk = Walk {
+            range,
+            reverse,
+            limit,
+            seen: 0,
+            last_key: None,
+            visit: &mut visit,
+        };
         if limit > 0 {
-            self.scan_node(self.root, 0, range, reverse, limit, &mut entries)?;
+            self.scan_node(self.root, 0, &mut walk)?;
         }
-        let continuation = (limit > 0 && entries.len() == limit)
-            .then(|| entries.last().map(|e: &ScanEntry| e.key.clone()))
-            .flatten();
-        Ok(ScanPage {
-            entries,
-            continuation,
-        })
+        Ok(walk.last_key)
     }
 
-    fn scan_node(
-        &mut self,
-        id: PageId,
-        depth: usize,
-        range: Range<'_>,
-        reverse: bool,
-        limit: usize,
-        out: &mut Vec<ScanEntry>,
-    ) -> Result<()> {
+    fn scan_node(&mut self, id: PageId, depth: usize, walk: &mut Walk<'_, '_>) -> Result<()> {
         let buf = self.read_node(id, depth)?;
         if page::is_leaf(buf) {
-            scan_leaf(buf, range, reverse, limit, out);
+            scan_leaf(buf, walk);
             return Ok(());
         }
+        let range = walk.range;
         let first = bound_key(range.start).map_or(0, |key| page::branch_child_index(buf, key));
         let last =
             bound_key(range.end).map_or(page::count(buf), |key| page::branch_child_index(buf, key));
         let mut children: Vec<PageId> = (first..=last.max(first))
             .map(|i| page::branch_child(buf, i))
             .collect();
-        if reverse {
+        if walk.reverse {
             children.reverse();
         }
         for child in children {
-            if out.len() >= limit {
+            if walk.seen >= walk.limit {
                 break;
             }
-            self.scan_node(child, depth + 1, range, reverse, limit, out)?;
+            self.scan_node(child, depth + 1, walk)?;
         }
         Ok(())
     }
 }
 
-fn scan_leaf(buf: &[u8], range: Range<'_>, reverse: bool, limit: usize, out: &mut Vec<ScanEntry>) {
-    let begin = match range.start {
-        Bound::Included(key) | Bound::Excluded(key) => page::search(buf, key).unwrap_or_else(|i| i),
+fn scan_leaf(buf: &[u8], walk: &mut Walk<'_, '_>) {
+    // Exact index bounds from two binary searches, so rows need no per-row range check.
+    let begin = match walk.range.start {
+        Bound::Included(key) => page::search(buf, key).unwrap_or_else(|i| i),
+        Bound::Excluded(key) => page::search(buf, key).map_or_else(|i| i, |i| i + 1),
         Bound::Unbounded => 0,
     };
-    let end = match range.end {
-        Bound::Included(key) | Bound::Excluded(key) => {
-            page::search(buf, key).map_or_else(|i| i, |i| i + 1)
-        }
+    let end = match walk.range.end {
+        Bound::Included(key) => page::search(buf, key).map_or_else(|i| i, |i| i + 1),
+        Bound::Excluded(key) => page::search(buf, key).unwrap_or_else(|i| i),
         Bound::Unbounded => page::count(buf),
     };
-    let mut visit = |index: usize| {
+    let mut visit_index = |index: usize| {
+        if walk.seen >= walk.limit {
+            return;
+        }
         let rec = page::leaf_record(buf, index);
-        if range.above_start(rec.key) && range.below_end(rec.key) && out.len() < limit {
-            let value = Value {
-                bytes: rec.value.to_vec(),
-                expiry_ms: rec.expiry_ms,
-                version: rec.version,
-            };
-            out.push(ScanEntry {
-                key: rec.key.to_vec(),
-                value,
-            });
+        debug_assert!(walk.range.above_start(rec.key) && walk.range.below_end(rec.key));
+        let value = ValueRef {
+            bytes: rec.value,
+            expiry_ms: rec.expiry_ms,
+            version: rec.version,
+        };
+        (walk.visit)(rec.key, value);
+        walk.seen += 1;
+        if walk.seen == walk.limit {
+            walk.last_key = Some(rec.key.to_vec());
         }
     };
-    if reverse {
-        (begin..end.max(begin)).rev().for_each(&mut visit);
+    if walk.reverse {
+        (begin..end.max(begin)).rev().for_each(&mut visit_index);
     } else {
-        (begin..end.max(begin)).for_each(&mut visit);
+        (begin..end.max(begin)).for_each(&mut visit_index);
     }
 }

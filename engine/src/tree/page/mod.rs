@@ -10,7 +10,8 @@
 //! - type, format version, page id and level agree with where the page was found;
 //! - `HEADER + 2*count <= heap_start <= page_size`, every record lies inside `[heap_start, page_size)`
 //!   and `sum(record sizes) + garbage == page_size - heap_start`;
-//! - keys are strictly increasing; leaf values are inline and a branch's children are not `NO_PAGE`.
+//! - keys are strictly increasing; leaf values are inline and a branch's children are not `NO_PAGE`;
+//! - the free space between the slot array and the heap is zero.
 
 use crate::constants::{
     BRANCH_RECORD_HEADER_SIZE, FORMAT_VERSION, KEY_SIZE_MAX, LEAF_RECORD_HEADER_SIZE,
@@ -181,7 +182,19 @@ pub fn record_key(page_type: PageType, rec: &[u8]) -> &[u8] {
 }
 
 pub fn key(buf: &[u8], index: usize) -> &[u8] {
-    record_key(page_type(buf), record(buf, index))
+    key_at(buf, is_leaf(buf), index)
+}
+
+/// The key of record `index`, reading only the key length (the hot path of every search).
+fn key_at(buf: &[u8], leaf: bool, index: usize) -> &[u8] {
+    let at = slot(buf, index);
+    let (size_at, fixed) = if leaf {
+        (at + 2, LEAF_RECORD_HEADER_SIZE)
+    } else {
+        (at + 8, BRANCH_RECORD_HEADER_SIZE)
+    };
+    let start = at + fixed;
+    &buf[start..start + get_u16(buf, size_at) as usize]
 }
 
 /// Bytes taken by records and slots: what a merge would have to move.
@@ -192,9 +205,10 @@ pub fn used_bytes(buf: &[u8]) -> usize {
 /// Binary search: `Ok(index)` of `key`, or `Err(index)` where it would be inserted.
 pub fn search(buf: &[u8], key: &[u8]) -> Result<usize, usize> {
     let (mut low, mut high) = (0, count(buf));
+    let leaf = is_leaf(buf);
     while low < high {
         let mid = low + (high - low) / 2;
-        match self::key(buf, mid).cmp(key) {
+        match key_at(buf, leaf, mid).cmp(key) {
             Ordering::Less => low = mid + 1,
             Ordering::Greater => high = mid,
             Ordering::Equal => return Ok(mid),
@@ -470,6 +484,11 @@ fn validate_header(buf: &[u8], expected_id: PageId) -> Result<(), String> {
         return Err(format!(
             "slot array end {slots_end} and heap start {heap_start} overlap"
         ));
+    }
+    // Free space is always zero (init zeroes the page, removals zero what they free), so any
+    // other byte there is a bug or damage that happened to keep the checksum.
+    if let Some(at) = buf[slots_end..heap_start].iter().position(|&b| b != 0) {
+        return Err(format!("free space is not zero at byte {}", slots_end + at));
     }
     Ok(())
 }
