@@ -43,6 +43,11 @@ pub const SHUTDOWN_POLL_INTERVAL: Duration = Duration::from_millis(5);
 /// a safety net so that a missed wakeup costs latency, never a hang.
 pub const COMMITTER_IDLE_WAIT_MAX: Duration = Duration::from_millis(100);
 
+/// The shortest time the committer sleeps while its shards' I/O is in flight, waiting for a
+/// completion: a deadline already past must not turn the wait into a spin (a sync takes
+/// ~50-150 µs here; a completion or a new write ends the wait sooner).
+pub const COMMITTER_BUSY_WAIT_MIN: Duration = Duration::from_millis(1);
+
 /// Highest latency the per-operation histograms record, in microseconds (one minute); slower
 /// operations are clamped to it. Three significant figures keep each histogram near 20 KiB.
 pub const LATENCY_US_MAX: u64 = 60_000_000;

@@ -17,7 +17,9 @@
 //!   sleeps until the engine's next deadline or a new write, so an idle shard costs no CPU.
 
 use crate::call::{Call, CallOutput, CallResult, CoreReport, MeshMessage, Return, ShardOp, Target};
-use crate::constants::{COMMITTER_IDLE_WAIT_MAX, MESH_BATCH_CALLS_MAX, MESH_RECV_BATCH_MAX};
+use crate::constants::{
+    COMMITTER_BUSY_WAIT_MIN, COMMITTER_IDLE_WAIT_MAX, MESH_BATCH_CALLS_MAX, MESH_RECV_BATCH_MAX,
+};
 use crate::metrics::CoreMetrics;
 use crate::routing::core_of;
 use crate::shard_worker::{Delivery, ReplyTo, ShardWorker};
@@ -255,15 +257,21 @@ impl Dispatcher {
                     wait = wait.min(deadline);
                 }
             }
-            if wait == Duration::ZERO {
-                jube_runtime::yield_now().await;
-                continue;
-            }
             if busy {
                 // The engine's I/O is in flight: sleep until the ring completes some of it (or a
-                // new write or deadline needs a poll), without spinning the core.
+                // new write or deadline needs a poll), without spinning the core. This comes
+                // before the deadline check: a deadline that passed while a flush is in flight
+                // cannot be served before that flush completes anyway.
                 let io = jube_runtime::file_io_completed();
-                let _ = jube_runtime::timeout(wait, race(io, self.commit.notified())).await;
+                let _ = jube_runtime::timeout(
+                    wait.max(COMMITTER_BUSY_WAIT_MIN),
+                    race(io, self.commit.notified()),
+                )
+                .await;
+                continue;
+            }
+            if wait == Duration::ZERO {
+                jube_runtime::yield_now().await;
                 continue;
             }
             // A timeout here just means "poll again": the engine's deadline or the safety net.

@@ -379,19 +379,24 @@ impl<V: Vfs + Clone> Shard<V> {
         self.sweep_step()
     }
 
-    /// True while a flush, a segment preparation or a checkpoint is under way: call `poll`
-    /// again soon.
+    /// True while the log's I/O (a flush, a segment preparation) is on the disk: call `poll`
+    /// again once some I/O completes.
     pub fn io_in_flight(&self) -> bool {
-        self.wal.io_in_flight() || self.checkpoint.is_some()
+        self.wal.io_in_flight()
     }
 
     /// The latest monotonic time at which `poll` must run again (a group-commit delay, a
-    /// periodic sync or a checkpoint interval ending); None if nothing is scheduled.
+    /// periodic sync, a checkpoint interval, a sweeper step, or now for the next slice of a
+    /// running checkpoint); None if nothing is scheduled. A checkpoint waiting for the log to
+    /// become durable has no deadline: the log's I/O completion is what it waits for.
     pub fn next_deadline_ns(&self) -> Option<u64> {
-        let checkpoint = (self.stats.puts + self.stats.deletes > 0).then(|| {
-            self.last_checkpoint_started_ns
-                .saturating_add(self.config.checkpoint_interval_ms.saturating_mul(1_000_000))
-        });
+        let checkpoint = match &self.checkpoint {
+            Some(running) => self.checkpoint_covered(running.lsn).then_some(0),
+            None => (self.stats.puts + self.stats.deletes > 0).then(|| {
+                self.last_checkpoint_started_ns
+                    .saturating_add(self.config.checkpoint_interval_ms.saturating_mul(1_000_000))
+            }),
+        };
         [
             self.wal.flush_deadline_ns(),
             checkpoint,

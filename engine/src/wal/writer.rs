@@ -496,8 +496,13 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
         now.saturating_sub(front.oldest_ns) >= delay_max
     }
 
-    /// When `poll` should next be called for a flush to start on time (None: nothing waits).
+    /// When `poll` should next be called for a flush to start on time (None: nothing waits on
+    /// the clock). While a flush is in flight the next one waits for its completion, not for a
+    /// time, so there is no deadline: an owner that polled on a past deadline would spin.
     pub fn flush_deadline_ns(&self) -> Option<u64> {
+        if self.flight.is_some() {
+            return None;
+        }
         let front = self.staged.front()?;
         let delay_max = match self.config.sync_policy {
             SyncPolicy::Always | SyncPolicy::None => self.config.flush_delay_ns_max,
@@ -658,12 +663,11 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
         self.written_lsn
     }
 
-    /// True while a flush or a segment preparation is outstanding, or records wait to be
-    /// flushed: the owner should call `poll` again soon.
+    /// True while a flush or a segment preparation is on the disk: the owner should call `poll`
+    /// once some I/O completes. (Records waiting for a flush are announced by
+    /// [`Wal::flush_deadline_ns`] instead.)
     pub fn io_in_flight(&self) -> bool {
-        self.flight.is_some()
-            || !self.staged.is_empty()
-            || matches!(self.spare, Spare::Filling { .. } | Spare::Syncing { .. })
+        self.flight.is_some() || matches!(self.spare, Spare::Filling { .. } | Spare::Syncing { .. })
     }
 
     /// The LSN the next append will get.
