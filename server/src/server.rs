@@ -21,9 +21,9 @@ use crate::config::{Config, RESP_LISTEN_OFF};
 use crate::connection::{serve, ConnectionGuard};
 use crate::constants::{SHARDS_MAX, SHUTDOWN_DRAIN_TIMEOUT, SHUTDOWN_POLL_INTERVAL};
 use crate::dispatcher::Dispatcher;
-use crate::resp::{self, RespShared};
 use crate::info::InfoContext;
 use crate::metrics::CoreMetrics;
+use crate::resp::{self, RespShared};
 use crate::routing::shards_of_core;
 use crate::shard_host::{open_layout, open_shard, Layout};
 use crate::shard_worker::ShardWorker;
@@ -369,11 +369,10 @@ async fn accept_loop(mut listener: TcpListener, protocol: Protocol, context: Rc<
                 jube_runtime::try_spawn(Priority::Foreground, reject(stream, connections_max))
                     .map(drop)
             }
-            (None, Protocol::Resp) => jube_runtime::try_spawn(
-                Priority::Foreground,
-                resp::reject(stream, connections_max),
-            )
-            .map(drop),
+            (None, Protocol::Resp) => {
+                jube_runtime::try_spawn(Priority::Foreground, resp::reject(stream, connections_max))
+                    .map(drop)
+            }
         };
         if let Err(error) = spawned {
             tracing::warn!(%error, "connection dropped: no task for it");

@@ -30,7 +30,9 @@ fn send_until_closed(addr: SocketAddr, bytes: &[u8]) -> String {
 }
 
 fn ping(stream: &mut TcpStream) {
-    stream.write_all(b"*1\r\n$4\r\nPING\r\n").expect("send PING");
+    stream
+        .write_all(b"*1\r\n$4\r\nPING\r\n")
+        .expect("send PING");
     let mut reply = [0u8; 7];
     stream.read_exact(&mut reply).expect("read PONG");
     assert_eq!(&reply, b"+PONG\r\n");
@@ -47,21 +49,33 @@ fn bad_input_gets_an_error_or_a_clean_close_and_others_are_served() {
     let huge_bulk = send_until_closed(addr, b"*1\r\n$999999999999\r\n");
     assert_eq!(huge_bulk, "-ERR Protocol error: invalid bulk length\r\n");
     let huge_array = send_until_closed(addr, b"*99999999\r\n");
-    assert_eq!(huge_array, "-ERR Protocol error: invalid multibulk length\r\n");
+    assert_eq!(
+        huge_array,
+        "-ERR Protocol error: invalid multibulk length\r\n"
+    );
     let not_bulk = send_until_closed(addr, b"*1\r\n:12\r\n");
     assert_eq!(not_bulk, "-ERR Protocol error: expected '$', got ':'\r\n");
     let long_header = send_until_closed(addr, &[b'*'; 100]);
-    assert!(long_header.starts_with("-ERR Protocol error"), "{long_header}");
+    assert!(
+        long_header.starts_with("-ERR Protocol error"),
+        "{long_header}"
+    );
     let quotes = send_until_closed(addr, b"SET \"a b\r\n");
     assert!(quotes.contains("unbalanced quotes"), "{quotes}");
     // Replies before the error are sent, then the error, then the close.
     let mixed = send_until_closed(addr, b"PING\r\n*1\r\n$-5\r\n");
-    assert_eq!(mixed, "+PONG\r\n-ERR Protocol error: invalid bulk length\r\n");
+    assert_eq!(
+        mixed,
+        "+PONG\r\n-ERR Protocol error: invalid bulk length\r\n"
+    );
     let quit = send_until_closed(addr, b"QUIT\r\nPING\r\n");
     assert_eq!(quit, "+OK\r\n");
     // An unterminated inline line past the inline limit.
     let unterminated = send_until_closed(addr, &vec![b'a'; 70 * 1024]);
-    assert!(unterminated.contains("too big inline request"), "{unterminated}");
+    assert!(
+        unterminated.contains("too big inline request"),
+        "{unterminated}"
+    );
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     for case in 0..32 {
@@ -78,7 +92,12 @@ fn bad_input_gets_an_error_or_a_clean_close_and_others_are_served() {
         let _ = stream.read_to_end(&mut reply);
         let text = String::from_utf8_lossy(&reply);
         assert!(
-            text.is_empty() || text.starts_with('-') || text.starts_with('+') || text.starts_with(':') || text.starts_with('$') || text.starts_with('*'),
+            text.is_empty()
+                || text.starts_with('-')
+                || text.starts_with('+')
+                || text.starts_with(':')
+                || text.starts_with('$')
+                || text.starts_with('*'),
             "case {case}: {text:?}"
         );
     }

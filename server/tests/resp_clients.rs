@@ -41,8 +41,13 @@ fn cli(port: &str, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("run redis-cli");
-    assert!(output.status.success(), "redis-cli {args:?} failed: {output:?}");
-    String::from_utf8_lossy(&output.stdout).trim_end().to_string()
+    assert!(
+        output.status.success(),
+        "redis-cli {args:?} failed: {output:?}"
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .trim_end()
+        .to_string()
 }
 
 #[test]
@@ -96,7 +101,10 @@ fn redis_cli_runs_the_string_commands() {
     assert_eq!(run(&["FLUSHALL"]), "OK");
     assert_eq!(run(&["DBSIZE"]), "0");
     let info = run(&["INFO"]);
-    assert!(info.contains("redis_version:") && info.contains("# Keyspace"), "{info}");
+    assert!(
+        info.contains("redis_version:") && info.contains("# Keyspace"),
+        "{info}"
+    );
     assert!(info.contains("jube_resp_commands:"), "{info}");
 }
 
@@ -107,7 +115,17 @@ fn redis_benchmark_runs_without_errors() {
     let server = Server::start(dir.path(), &[]);
     let port = resp_port(&server);
     let output = Command::new("redis-benchmark")
-        .args(["-p", &port, "-t", "set,get,incr,mset", "-P", "16", "-n", "20000", "-q"])
+        .args([
+            "-p",
+            &port,
+            "-t",
+            "set,get,incr,mset",
+            "-P",
+            "16",
+            "-n",
+            "20000",
+            "-q",
+        ])
         .output()
         .expect("run redis-benchmark");
     let text = format!(
@@ -142,7 +160,10 @@ fn auth_is_required_when_a_password_is_configured() {
     assert_eq!(cli(&port, &["GET", "k"]), "NOAUTH Authentication required.");
     assert!(cli(&port, &["AUTH", "wrong"]).starts_with("WRONGPASS"));
     assert_eq!(
-        cli(&port, &["--no-auth-warning", "-a", "s3cret", "SET", "k", "v"]),
+        cli(
+            &port,
+            &["--no-auth-warning", "-a", "s3cret", "SET", "k", "v"]
+        ),
         "OK"
     );
     assert_eq!(

@@ -88,7 +88,10 @@ pub fn hello(
     };
     Reply::Map(vec![
         (Reply::bulk("server"), Reply::bulk("jube")),
-        (Reply::bulk("version"), Reply::bulk(REDIS_COMPATIBLE_VERSION)),
+        (
+            Reply::bulk("version"),
+            Reply::bulk(REDIS_COMPATIBLE_VERSION),
+        ),
         (
             Reply::bulk("jube_version"),
             Reply::bulk(env!("CARGO_PKG_VERSION")),
@@ -203,10 +206,7 @@ pub fn time() -> Reply {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    Reply::bulks([
-        now.as_secs().to_string(),
-        now.subsec_micros().to_string(),
-    ])
+    Reply::bulks([now.as_secs().to_string(), now.subsec_micros().to_string()])
 }
 
 /// `INFO [section...]`.
@@ -234,7 +234,14 @@ pub async fn info(context: &CoreContext, sections: &[Vec<u8>]) -> Reply {
 }
 
 /// The section names INFO prints, in order; `jube` is not in Redis's default set.
-const SECTIONS: [&str; 6] = ["server", "clients", "persistence", "stats", "keyspace", "jube"];
+const SECTIONS: [&str; 6] = [
+    "server",
+    "clients",
+    "persistence",
+    "stats",
+    "keyspace",
+    "jube",
+];
 
 fn wanted(sections: &[Vec<u8>], name: &str) -> bool {
     if sections.is_empty() {
@@ -310,7 +317,10 @@ fn format_info(context: &CoreContext, report: &InfoReply, sections: &[Vec<u8>]) 
                 ("jube_durable_lsn".into(), total("durable_lsn").to_string()),
                 ("jube_checkpoints".into(), total("checkpoints").to_string()),
                 ("jube_wal_syncs".into(), total("wal_syncs").to_string()),
-                ("jube_shards_failed".into(), total("shards_failed").to_string()),
+                (
+                    "jube_shards_failed".into(),
+                    total("shards_failed").to_string(),
+                ),
             ],
             "stats" => vec![
                 (
@@ -325,7 +335,10 @@ fn format_info(context: &CoreContext, report: &InfoReply, sections: &[Vec<u8>]) 
                     "rejected_connections".into(),
                     total("connections_rejected").to_string(),
                 ),
-                ("jube_resp_commands".into(), total("resp.commands").to_string()),
+                (
+                    "jube_resp_commands".into(),
+                    total("resp.commands").to_string(),
+                ),
                 ("jube_resp_errors".into(), total("resp.errors").to_string()),
                 (
                     "jube_resp_protocol_errors".into(),
@@ -343,7 +356,10 @@ fn format_info(context: &CoreContext, report: &InfoReply, sections: &[Vec<u8>]) 
                 .iter()
                 .flat_map(|section| {
                     section.metrics.iter().map(move |metric| {
-                        (format!("{}.{}", section.name, metric.name), metric.value.to_string())
+                        (
+                            format!("{}.{}", section.name, metric.name),
+                            metric.value.to_string(),
+                        )
                     })
                 })
                 .collect(),

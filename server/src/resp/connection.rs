@@ -82,9 +82,7 @@ pub async fn reject(stream: TcpStream, connections_max: usize) {
     let reply = Reply::Error(Cow::Owned(format!(
         "ERR max number of clients reached ({connections_max})"
     )));
-    let _ = stream
-        .send_all(reply.to_bytes(RespVersion::Resp2))
-        .await;
+    let _ = stream.send_all(reply.to_bytes(RespVersion::Resp2)).await;
 }
 
 /// What decoding left for the reader to do.

@@ -50,7 +50,11 @@ async fn scan_keys(
 
 /// The position after a call that ended at `resume` on `position.shard`; None when the scan is
 /// complete.
-fn advance(position: ScanPosition, resume: Option<Vec<u8>>, shard_count: usize) -> Option<ScanPosition> {
+fn advance(
+    position: ScanPosition,
+    resume: Option<Vec<u8>>,
+    shard_count: usize,
+) -> Option<ScanPosition> {
     match resume {
         Some(after) => Some(ScanPosition {
             shard: position.shard,
@@ -189,9 +193,10 @@ pub async fn mset_nx(context: &CoreContext, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> R
         .iter()
         .map(|(shard, pairs)| {
             let keys = pairs.iter().map(|(key, _)| key.clone()).collect();
-            context
-                .dispatcher
-                .call(Target::Shard(*shard), ShardOp::Resp(RespOp::Exists { keys }))
+            context.dispatcher.call(
+                Target::Shard(*shard),
+                ShardOp::Resp(RespOp::Exists { keys }),
+            )
         })
         .collect();
     for check in checks {

@@ -66,7 +66,10 @@ impl RespShared {
 
     /// Remembers `position` and returns its cursor id (never 0, which means "done").
     pub fn save_cursor(&self, position: ScanPosition) -> u64 {
-        let mut table = self.cursors.lock().unwrap_or_else(|poison| poison.into_inner());
+        let mut table = self
+            .cursors
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         table.next_id = table.next_id.wrapping_add(1).max(1);
         let id = table.next_id;
         if table.order.len() >= SCAN_CURSORS_MAX {
@@ -76,13 +79,19 @@ impl RespShared {
         }
         table.order.push_back(id);
         table.positions.insert(id, position);
-        assert!(table.positions.len() <= SCAN_CURSORS_MAX, "cursor table over its bound");
+        assert!(
+            table.positions.len() <= SCAN_CURSORS_MAX,
+            "cursor table over its bound"
+        );
         id
     }
 
     /// The position of cursor `id`, if it is still remembered.
     pub fn cursor(&self, id: u64) -> Option<ScanPosition> {
-        let table = self.cursors.lock().unwrap_or_else(|poison| poison.into_inner());
+        let table = self
+            .cursors
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
         table.positions.get(&id).cloned()
     }
 }

@@ -176,16 +176,17 @@ impl Store<'_> {
                 let now = self.now_signed();
                 self.read_reply(&key, |value| match value {
                     None => Reply::Integer(-2),
-                    Some(v) => Reply::Integer(ttl_value(
-                        v.expiry_ms.map(signed),
-                        now,
-                        unit,
-                        absolute,
-                    )),
+                    Some(v) => {
+                        Reply::Integer(ttl_value(v.expiry_ms.map(signed), now, unit, absolute))
+                    }
                 })
             }
             RespOp::Type { key } => self.read_reply(&key, |value| {
-                Reply::Simple(Cow::Borrowed(if value.is_some() { "string" } else { "none" }))
+                Reply::Simple(Cow::Borrowed(if value.is_some() {
+                    "string"
+                } else {
+                    "none"
+                }))
             }),
             RespOp::Set(set) => self.set(set),
             RespOp::SetNx { key, value } => {
@@ -265,7 +266,12 @@ impl Store<'_> {
         Ok((self.barrier(key), reply(value)))
     }
 
-    fn put(&mut self, key: &[u8], value: Vec<u8>, expiry_ms: Option<u64>) -> Result<Lsn, StoreError> {
+    fn put(
+        &mut self,
+        key: &[u8],
+        value: Vec<u8>,
+        expiry_ms: Option<u64>,
+    ) -> Result<Lsn, StoreError> {
         self.engine.put(key, &value, expiry_ms)
     }
 
@@ -274,7 +280,12 @@ impl Store<'_> {
     }
 
     /// Writes `value` with deadline `deadline_ms`, or deletes the key if the deadline has passed.
-    fn put_until(&mut self, key: &[u8], value: Vec<u8>, deadline_ms: i64) -> Result<Lsn, StoreError> {
+    fn put_until(
+        &mut self,
+        key: &[u8],
+        value: Vec<u8>,
+        deadline_ms: i64,
+    ) -> Result<Lsn, StoreError> {
         if deadline_ms <= self.now_signed() {
             return self.delete(key);
         }
@@ -291,7 +302,11 @@ impl Store<'_> {
         let old_expiry = old.as_ref().and_then(|v| v.expiry_ms);
         let old_reply = Reply::Bulk(old.map(|v| v.bytes));
         if !allowed {
-            let reply = if set.get { old_reply } else { Reply::Bulk(None) };
+            let reply = if set.get {
+                old_reply
+            } else {
+                Reply::Bulk(None)
+            };
             return Ok((self.barrier(&set.key), reply));
         }
         let lsn = match set.ttl {
@@ -367,15 +382,12 @@ impl Store<'_> {
         let old = self.read(&key)?;
         let current_length = old.as_ref().map_or(0, |v| v.bytes.len());
         let offset_signed = i64::try_from(offset).unwrap_or(i64::MAX);
-        let length = match range::setrange_length(
-            current_length,
-            offset_signed,
-            value.len(),
-            BULK_SIZE_MAX,
-        ) {
-            Ok(length) => length,
-            Err(text) => return Ok((self.barrier(&key), error(text))),
-        };
+        let length =
+            match range::setrange_length(current_length, offset_signed, value.len(), BULK_SIZE_MAX)
+            {
+                Ok(length) => length,
+                Err(text) => return Ok((self.barrier(&key), error(text))),
+            };
         if value.is_empty() {
             // Redis neither creates nor pads the key for an empty value.
             return Ok((self.barrier(&key), int(current_length)));
