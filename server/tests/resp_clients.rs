@@ -85,7 +85,9 @@ fn redis_cli_runs_the_string_commands() {
     assert_eq!(run(&["MSETNX", "a", "9", "fresh", "1"]), "0");
     assert_eq!(run(&["EXISTS", "a", "a", "fresh", "nothing"]), "2");
     assert_eq!(run(&["DBSIZE"]), "5");
-    assert_eq!(run(&["KEYS", "?"]), "a\nb\nc\ns");
+    let mut keys: Vec<String> = run(&["KEYS", "?"]).lines().map(str::to_string).collect();
+    keys.sort();
+    assert_eq!(keys, ["a", "b", "c", "s"]);
     assert_eq!(run(&["DEL", "a", "b", "nothing"]), "2");
     assert_eq!(run(&["SELECT", "1"]), "ERR DB index is out of range");
     assert!(run(&["MULTI"]).contains("not supported yet"));
@@ -241,7 +243,7 @@ for proto in (2, 3):
     results = p.execute()
     assert results[-1] == "500" and all(x is True for x in results[0:-1:2])
     assert r.client_id() > 0 and r.client_setname("me") and r.client_getname() == "me"
-    assert "id=" in str(r.client_info())
+    assert r.client_info()["id"] > 0
     assert r.config_get("save") == {"save": ""} and r.config_get("databases") == {"databases": "1"}
     info = r.info()
     assert info["redis_version"] and "db0" in info

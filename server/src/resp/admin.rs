@@ -144,10 +144,14 @@ fn client_info_line(session: &Session) -> String {
         RespVersion::Resp2 => 2,
         RespVersion::Resp3 => 3,
     };
+    // Redis's memory and buffer fields are not tracked per client: 0, present because client
+    // libraries parse them as integers.
     format!(
-        "id={} addr={} name={} db=0 resp={resp} lib-name={} lib-ver={}\n",
+        "id={} addr={} age={} idle=0 name={} db=0 sub=0 psub=0 multi=-1 qbuf=0 qbuf-free=0 \
+         argv-mem=0 obl=0 oll=0 omem=0 tot-mem=0 resp={resp} lib-name={} lib-ver={}\n",
         session.id,
         session.peer,
+        session.started.elapsed().as_secs(),
         text(&session.name),
         text(&session.library_name),
         text(&session.library_version),

@@ -34,6 +34,8 @@ pub struct Session {
     pub name: Option<Vec<u8>>,
     pub library_name: Option<Vec<u8>>,
     pub library_version: Option<Vec<u8>>,
+    /// When the connection was accepted (CLIENT INFO's age).
+    pub started: std::time::Instant,
 }
 
 impl Session {
@@ -46,6 +48,7 @@ impl Session {
             name: None,
             library_name: None,
             library_version: None,
+            started: std::time::Instant::now(),
         }
     }
 }
