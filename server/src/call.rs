@@ -7,6 +7,7 @@
 //! before it is delivered).
 
 use crate::metrics::CoreSnapshot;
+use crate::resp::shard_op::{RespOp, RespOutput};
 use jube_protocol::{Failure, GetReply, Status};
 use std::ops::Bound;
 
@@ -63,6 +64,8 @@ pub enum ShardOp {
     Checkpoint,
     /// For `Target::Core`: the core's report for INFO.
     Report,
+    /// A RESP command's work on one shard, run there in one step (`resp::shard_op`).
+    Resp(RespOp),
 }
 
 /// The stats of one shard for INFO.
@@ -96,6 +99,7 @@ pub enum CallOutput {
     },
     Checkpointed,
     Report(Box<CoreReport>),
+    Resp(RespOutput),
 }
 
 pub type CallResult = Result<CallOutput, Failure>;

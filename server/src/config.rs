@@ -23,6 +23,9 @@ pub enum SyncPolicy {
     None,
 }
 
+/// The value of `server.resp_listen` (and `--resp-listen`) that disables the RESP listener.
+pub const RESP_LISTEN_OFF: &str = "off";
+
 /// The longest accepted periodic interval: a loss window longer than a minute is a mistake.
 pub const PERIODIC_INTERVAL_MS_MAX: u64 = 60_000;
 
@@ -92,6 +95,12 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Address of the native (FlatBuffers) listener.
     pub listen: String,
+    /// Address of the RESP (Redis protocol) listener, or `off` to disable it.
+    pub resp_listen: String,
+    /// Password RESP clients must give with AUTH (or HELLO AUTH) before any other command; no
+    /// password when absent. The native protocol does not authenticate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resp_password: Option<String>,
     /// Cores to run on; 0 means every online core.
     pub cores: usize,
     /// Open connections accepted across all cores; more are closed at accept.
@@ -129,6 +138,8 @@ impl Default for ServerConfig {
         ServerConfig {
             data_dir: PathBuf::from("./jube-data"),
             listen: "127.0.0.1:7878".to_string(),
+            resp_listen: "127.0.0.1:7379".to_string(),
+            resp_password: None,
             cores: 0,
             connections_max: 10_000,
             connection_in_flight_max: 1_024,
@@ -196,6 +207,14 @@ impl Config {
             ));
         }
         let server = &self.server;
+        if server.resp_listen != RESP_LISTEN_OFF
+            && server.resp_listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(format!(
+                "server.resp_listen {:?} is neither an IP address and port nor \"{RESP_LISTEN_OFF}\"",
+                server.resp_listen
+            ));
+        }
         if server.connections_max == 0 {
             return Err("server.connections_max must be positive".into());
         }

@@ -73,3 +73,40 @@ const _: () = assert!(READ_BUFFER_SIZE_MAX > FRAME_PREFIX_SIZE + FRAME_SIZE_MAX)
 const _: () = assert!(OUTPUT_BUFFER_SIZE_MAX >= RECV_CHUNK_SIZE);
 const _: () = assert!(SCAN_REPLY_SIZE_MAX < FRAME_SIZE_MAX);
 const _: () = assert!(MESH_BATCH_CALLS_MAX >= 1 && MESH_RECV_BATCH_MAX >= 1);
+
+/// Largest unread input a RESP connection buffers: one whole request of the largest size (the
+/// RESP decoder refuses a longer one before its bytes are awaited) plus one receive chunk.
+pub const RESP_READ_BUFFER_SIZE_MAX: usize = RESP_REQUEST_SIZE_MAX + RECV_CHUNK_SIZE;
+
+/// The RESP decoder's per-request bound, named here for the relation checks below.
+pub const RESP_REQUEST_SIZE_MAX: usize = jube_protocol::resp::constants::REQUEST_SIZE_MAX;
+
+/// SCAN cursors the server remembers (process-wide). A Redis cursor is a number, too small to hold
+/// a shard index and a key of up to 512 bytes, so the server keeps each cursor's position and
+/// hands out its id; past this many the oldest is forgotten (SCAN with it then answers `invalid
+/// cursor`). 4096 positions of at most ~530 bytes stay near 2 MiB.
+pub const SCAN_CURSORS_MAX: usize = 4096;
+
+/// Keys one SCAN asks of one shard per call: COUNT is a hint, clamped to this, so that one SCAN
+/// costs a bounded amount of work on the shard's core.
+pub const SCAN_CALL_KEYS_MAX: usize = 1024;
+
+/// Shard calls one SCAN makes before replying (possibly with fewer keys than COUNT, which Redis
+/// allows): bounds a SCAN's latency when many shards or expired keys yield nothing.
+pub const SCAN_CALLS_PER_REQUEST_MAX: usize = 16;
+
+/// Keys KEYS asks of one shard per call.
+pub const KEYS_CALL_KEYS_MAX: usize = 1024;
+
+/// Most keys KEYS returns; past this it answers an error that points to SCAN, so that one command
+/// cannot build an unbounded reply (100 000 keys of at most 512 bytes stay under 52 MiB).
+pub const KEYS_REPLY_COUNT_MAX: usize = 100_000;
+
+/// Keys FLUSHDB and FLUSHALL delete per shard call: one write batch small enough that the WAL
+/// buffer never refuses it, and that other requests to the shard run between batches.
+pub const FLUSH_BATCH_KEYS_MAX: usize = 128;
+
+const _: () = assert!(RESP_READ_BUFFER_SIZE_MAX > RESP_REQUEST_SIZE_MAX);
+const _: () = assert!(SCAN_CURSORS_MAX >= 1 && SCAN_CALL_KEYS_MAX >= 1 && KEYS_CALL_KEYS_MAX >= 1);
+const _: () = assert!(KEYS_REPLY_COUNT_MAX >= KEYS_CALL_KEYS_MAX && FLUSH_BATCH_KEYS_MAX >= 1);
+const _: () = assert!(SCAN_CALLS_PER_REQUEST_MAX >= 1);

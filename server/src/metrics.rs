@@ -62,6 +62,20 @@ pub struct CoreMetrics {
     /// Errors by status, including frames rejected before their operation was known.
     statuses: RefCell<Vec<(Status, u64)>>,
     latency_us: RefCell<Vec<Histogram<u64>>>,
+    /// RESP front end: commands answered, of which error replies, and connections closed for a
+    /// protocol error.
+    resp: [Cell<u64>; RESP_COUNTERS.len()],
+}
+
+/// The RESP counters' metric names, in the order of `CoreMetrics::resp`.
+const RESP_COUNTERS: [&str; 3] = ["resp.commands", "resp.errors", "resp.protocol_errors"];
+
+/// Which RESP counter to bump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RespCounter {
+    Command = 0,
+    Error = 1,
+    ProtocolError = 2,
 }
 
 impl Default for CoreMetrics {
@@ -71,6 +85,7 @@ impl Default for CoreMetrics {
             errors: Default::default(),
             statuses: RefCell::new(Vec::new()),
             latency_us: RefCell::new(KINDS.iter().map(|_| new_histogram()).collect()),
+            resp: Default::default(),
         }
     }
 }
@@ -100,8 +115,15 @@ impl CoreMetrics {
         }
     }
 
+    /// Counts one RESP event.
+    pub fn record_resp(&self, counter: RespCounter) {
+        let cell = &self.resp[counter as usize];
+        cell.set(cell.get() + 1);
+    }
+
     pub fn snapshot(&self) -> CoreSnapshot {
         CoreSnapshot {
+            resp: self.resp.iter().map(Cell::get).collect(),
             ops: self.ops.iter().map(Cell::get).collect(),
             errors: self.errors.iter().map(Cell::get).collect(),
             statuses: self.statuses.borrow().clone(),
@@ -117,6 +139,7 @@ pub struct CoreSnapshot {
     pub errors: Vec<u64>,
     pub statuses: Vec<(Status, u64)>,
     pub latency_us: Vec<Histogram<u64>>,
+    pub resp: Vec<u64>,
 }
 
 impl CoreSnapshot {
@@ -132,6 +155,9 @@ impl CoreSnapshot {
         for (mine, theirs) in self.errors.iter_mut().zip(&other.errors) {
             *mine += theirs;
         }
+        for (mine, theirs) in self.resp.iter_mut().zip(&other.resp) {
+            *mine += theirs;
+        }
         for (status, count) in &other.statuses {
             match self.statuses.iter_mut().find(|(s, _)| s == status) {
                 Some((_, mine)) => *mine += count,
@@ -144,7 +170,8 @@ impl CoreSnapshot {
         }
     }
 
-    /// The counters as INFO metrics: `ops.KIND`, `errors.KIND`, `status.STATUS`, and for each kind
+    /// The counters as INFO metrics: `ops.KIND`, `errors.KIND`, `status.STATUS`, `resp.commands`,
+    /// `resp.errors`, `resp.protocol_errors`, and for each kind
     /// with samples `latency_us.KIND.{p50,p90,p99,p999,max}`.
     pub fn metrics(&self) -> Vec<(String, u64)> {
         let mut metrics = Vec::new();
@@ -155,6 +182,9 @@ impl CoreSnapshot {
         }
         for (status, count) in &self.statuses {
             metrics.push((format!("status.{status}"), *count));
+        }
+        for (name, count) in RESP_COUNTERS.iter().zip(&self.resp) {
+            metrics.push((name.to_string(), *count));
         }
         for (index, kind) in KINDS.iter().enumerate() {
             let histogram = &self.latency_us[index];

@@ -17,12 +17,13 @@
 //!   INFO shows it) so that the other shards stay available and the operator can read why.
 
 use crate::call::MeshMessage;
-use crate::config::Config;
+use crate::config::{Config, RESP_LISTEN_OFF};
 use crate::connection::{serve, ConnectionGuard};
 use crate::constants::{SHARDS_MAX, SHUTDOWN_DRAIN_TIMEOUT, SHUTDOWN_POLL_INTERVAL};
 use crate::dispatcher::Dispatcher;
 use crate::info::InfoContext;
 use crate::metrics::CoreMetrics;
+use crate::resp::{self, RespShared};
 use crate::routing::shards_of_core;
 use crate::shard_host::{open_layout, open_shard, Layout};
 use crate::shard_worker::ShardWorker;
@@ -47,6 +48,15 @@ pub struct Shared {
     pub connections: AtomicUsize,
     pub connections_total: AtomicU64,
     pub connections_rejected: AtomicU64,
+    /// What the RESP front end shares across cores (client ids, SCAN cursors).
+    pub resp: RespShared,
+}
+
+/// Which protocol a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Native,
+    Resp,
 }
 
 /// One core's server state, reachable from jobs sent to the core through a thread-local.
@@ -123,6 +133,7 @@ pub fn run(config: Config, cores: usize) -> Result<bool, StartError> {
         connections: AtomicUsize::new(0),
         connections_total: AtomicU64::new(0),
         connections_rejected: AtomicU64::new(0),
+        resp: RespShared::default(),
     });
     let (reports, inbox) = mpsc::channel();
     listen_for_signals(reports.clone())?;
@@ -131,7 +142,14 @@ pub fn run(config: Config, cores: usize) -> Result<bool, StartError> {
         .build()
         .map_err(|error| StartError(format!("cannot start the runtime: {error}")))?;
     start_cores(&runtime, &shared, &reports, &inbox)?;
-    let addr = start_listeners(&runtime, &shared, &reports, &inbox)?;
+    let addr = start_listeners(&runtime, &shared, Protocol::Native, &reports, &inbox)?;
+    if shared.config.server.resp_listen != RESP_LISTEN_OFF {
+        let resp_addr = start_listeners(&runtime, &shared, Protocol::Resp, &reports, &inbox)?;
+        shared.resp.set_port(resp_addr.port());
+        // Printed before the native line: tests read the native line as "started".
+        println!("resp listening on {resp_addr}");
+        tracing::info!(%resp_addr, "RESP listening");
+    }
     println!("listening on {addr}");
     tracing::info!(%addr, "listening");
     let clean = wait_for_shutdown(&runtime, cores, &reports, &inbox)?;
@@ -260,19 +278,23 @@ fn open_worker(shared: &Shared, shard: usize, clock: Rc<dyn Clock>) -> ShardWork
 fn start_listeners(
     runtime: &Runtime,
     shared: &Arc<Shared>,
+    protocol: Protocol,
     reports: &mpsc::Sender<Report>,
     inbox: &mpsc::Receiver<Report>,
 ) -> Result<SocketAddr, StartError> {
-    let listen = &shared.config.server.listen;
+    let (setting, listen) = match protocol {
+        Protocol::Native => ("server.listen", &shared.config.server.listen),
+        Protocol::Resp => ("server.resp_listen", &shared.config.server.resp_listen),
+    };
     let mut addr: SocketAddr = listen.parse().map_err(|error| {
         StartError(format!(
-            "server.listen {listen:?} is not an IP address and port: {error}"
+            "{setting} {listen:?} is not an IP address and port: {error}"
         ))
     })?;
     for core in 0..shared.cores {
         let reports = reports.clone();
         runtime
-            .spawn_on(core, move || listen_on(core, addr, reports))
+            .spawn_on(core, move || listen_on(core, addr, protocol, reports))
             .map_err(|error| {
                 StartError(format!("cannot start listening on core {core}: {error}"))
             })?;
@@ -294,7 +316,12 @@ fn start_listeners(
     Ok(addr)
 }
 
-async fn listen_on(core: usize, addr: SocketAddr, reports: mpsc::Sender<Report>) {
+async fn listen_on(
+    core: usize,
+    addr: SocketAddr,
+    protocol: Protocol,
+    reports: mpsc::Sender<Report>,
+) {
     let listener = TcpListener::bind(addr)
         .and_then(|listener| listener.local_addr().map(|bound| (listener, bound)));
     let (listener, bound) = match listener {
@@ -311,11 +338,11 @@ async fn listen_on(core: usize, addr: SocketAddr, reports: mpsc::Sender<Report>)
         core,
         result: Ok(bound),
     });
-    accept_loop(listener, context()).await;
-    tracing::info!(core, "listener closed");
+    accept_loop(listener, protocol, context()).await;
+    tracing::info!(core, ?protocol, "listener closed");
 }
 
-async fn accept_loop(mut listener: TcpListener, context: Rc<CoreContext>) {
+async fn accept_loop(mut listener: TcpListener, protocol: Protocol, context: Rc<CoreContext>) {
     loop {
         let stream = match race(context.shutdown.wait(), listener.accept()).await {
             Either::Left(()) => return,
@@ -327,16 +354,25 @@ async fn accept_loop(mut listener: TcpListener, context: Rc<CoreContext>) {
                 continue;
             }
         };
-        let spawned = match ConnectionGuard::admit(&context.shared) {
-            Some(guard) => {
+        let connections_max = context.shared.config.server.connections_max;
+        let spawned = match (ConnectionGuard::admit(&context.shared), protocol) {
+            (Some(guard), Protocol::Native) => {
                 jube_runtime::try_spawn(Priority::Foreground, serve(stream, context.clone(), guard))
                     .map(drop)
             }
-            None => jube_runtime::try_spawn(
+            (Some(guard), Protocol::Resp) => jube_runtime::try_spawn(
                 Priority::Foreground,
-                reject(stream, context.shared.config.server.connections_max),
+                resp::serve(stream, context.clone(), guard),
             )
             .map(drop),
+            (None, Protocol::Native) => {
+                jube_runtime::try_spawn(Priority::Foreground, reject(stream, connections_max))
+                    .map(drop)
+            }
+            (None, Protocol::Resp) => {
+                jube_runtime::try_spawn(Priority::Foreground, resp::reject(stream, connections_max))
+                    .map(drop)
+            }
         };
         if let Err(error) = spawned {
             tracing::warn!(%error, "connection dropped: no task for it");

@@ -170,6 +170,7 @@ impl ShardWorker {
                 .checkpoint()
                 .map(|()| (None, CallOutput::Checkpointed)),
             ShardOp::Report => Ok((None, CallOutput::Done)),
+            ShardOp::Resp(op) => crate::resp::shard_op::run(engine.as_mut(), op, wall_ms),
         };
         match result {
             Ok((Some(lsn), output)) => Outcome::After(lsn, Ok(output)),
@@ -313,14 +314,15 @@ impl ShardWorker {
     }
 }
 
-fn live(value: StoredValue, wall_ms: u64) -> Option<StoredValue> {
+/// `value` unless its expiry has passed at `wall_ms`.
+pub(crate) fn live(value: StoredValue, wall_ms: u64) -> Option<StoredValue> {
     match value.expiry_ms {
         Some(expiry_ms) if expiry_ms <= wall_ms => None,
         _ => Some(value),
     }
 }
 
-type Read<T> = Result<(Option<Lsn>, T), StoreError>;
+pub(crate) type Read<T> = Result<(Option<Lsn>, T), StoreError>;
 
 fn get(
     engine: &mut dyn ShardEngine,

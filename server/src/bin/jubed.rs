@@ -24,6 +24,10 @@ struct Args {
     /// printed on stdout as `listening on ADDR`).
     #[arg(long)]
     listen: Option<String>,
+    /// Address of the RESP (Redis protocol) listener, e.g. 127.0.0.1:7379, or `off` (port 0 picks
+    /// a free port, printed on stdout as `resp listening on ADDR`).
+    #[arg(long)]
+    resp_listen: Option<String>,
     /// Cores to run on (default: every online core).
     #[arg(long)]
     cores: Option<usize>,
@@ -52,6 +56,9 @@ fn effective_config(args: &Args) -> Result<Config, String> {
     }
     if let Some(listen) = &args.listen {
         config.server.listen = listen.clone();
+    }
+    if let Some(resp_listen) = &args.resp_listen {
+        config.server.resp_listen = resp_listen.clone();
     }
     if let Some(cores) = args.cores {
         if cores == 0 {

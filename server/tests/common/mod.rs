@@ -19,6 +19,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Server {
     child: Option<Child>,
     pub addr: SocketAddr,
+    /// The RESP listener's address, unless the test turned it off.
+    pub resp_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     log: PathBuf,
 }
@@ -56,6 +58,13 @@ impl Server {
             } else {
                 &["--cores", "2"][..]
             })
+            // An ephemeral RESP port unless the test picks one: the default 7379 would collide
+            // between servers of concurrent tests.
+            .args(if extra.contains(&"--resp-listen") {
+                &[][..]
+            } else {
+                &["--resp-listen", "127.0.0.1:0"][..]
+            })
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -66,17 +75,24 @@ impl Server {
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut resp_addr = None;
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { return };
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(addr.to_string());
+                if let Some(addr) = line.strip_prefix("resp listening on ") {
+                    resp_addr = Some(addr.to_string());
+                } else if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send((addr.to_string(), resp_addr.take()));
                 }
             }
         });
-        let addr = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(addr) => addr
-                .parse()
-                .map_err(|e| format!("bad address {addr}: {e}"))?,
+        let (addr, resp_addr) = match rx.recv_timeout(START_TIMEOUT) {
+            Ok((addr, resp_addr)) => (
+                addr.parse()
+                    .map_err(|e| format!("bad address {addr}: {e}"))?,
+                resp_addr
+                    .map(|resp| resp.parse().map_err(|e| format!("bad address {resp}: {e}")))
+                    .transpose()?,
+            ),
             Err(_) => {
                 let _ = child.kill();
                 let status = child.wait().ok();
@@ -87,6 +103,7 @@ impl Server {
         Ok(Server {
             child: Some(child),
             addr,
+            resp_addr,
             data_dir,
             log,
         })

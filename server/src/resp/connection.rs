@@ -1,0 +1,240 @@
+//! One RESP client connection, served by the core that accepted it: a reader task that decodes
+//! requests and starts their work, and a writer task that sends the replies in request order.
+//!
+//! Invariants:
+//! - replies leave in the order the requests arrived (one FIFO; the writer waits for its head),
+//!   while later requests' shard calls already run;
+//! - each reply is encoded in the RESP version the connection spoke when its request was read,
+//!   so `HELLO 3` affects exactly the replies after its own;
+//! - at most `connection_in_flight_max` requests are decoded and unanswered; past it the reader
+//!   stops reading;
+//! - the read buffer stays under `RESP_READ_BUFFER_SIZE_MAX` (the decoder refuses a request
+//!   longer than `REQUEST_SIZE_MAX` before awaiting its bytes);
+//! - a protocol error is answered `-ERR Protocol error: ...` and the connection then closes (after
+//!   the replies before it); QUIT is answered `+OK` and closes likewise; nothing panics on input.
+
+use super::execute::{execute, Item, Session};
+use crate::connection::ConnectionGuard;
+use crate::constants::{OUTPUT_BUFFER_SIZE_MAX, RECV_CHUNK_SIZE, RESP_READ_BUFFER_SIZE_MAX};
+use crate::metrics::RespCounter;
+use crate::server::CoreContext;
+use crate::sync::{race, Either, Event, Notify};
+use jube_protocol::resp::{decode, Reply, RespVersion};
+use jube_runtime::TcpStream;
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+
+struct Connection {
+    stream: TcpStream,
+    queue: RefCell<VecDeque<Item>>,
+    /// Requests decoded and not yet encoded: the queue plus the one the writer waits for.
+    in_flight: Cell<usize>,
+    queued: Notify,
+    space: Notify,
+    reader_done: Cell<bool>,
+    /// The writer finished (error, QUIT, protocol error): the reader stops.
+    closing: Event,
+    _guard: ConnectionGuard,
+}
+
+impl Connection {
+    fn push(&self, item: Item) {
+        self.in_flight.set(self.in_flight.get() + 1);
+        self.queue.borrow_mut().push_back(item);
+        self.queued.notify();
+    }
+
+    async fn stopped(&self, shutdown: &Event) {
+        let _ = race(shutdown.wait(), self.closing.wait()).await;
+    }
+}
+
+/// Serves a RESP client until it closes, QUIT, a protocol error, an I/O error, or shutdown.
+pub async fn serve(stream: TcpStream, context: Rc<CoreContext>, guard: ConnectionGuard) {
+    let peer = stream
+        .peer_addr()
+        .map(|addr| addr.to_string())
+        .unwrap_or_default();
+    let connection = Rc::new(Connection {
+        stream,
+        queue: RefCell::new(VecDeque::new()),
+        in_flight: Cell::new(0),
+        queued: Notify::default(),
+        space: Notify::default(),
+        reader_done: Cell::new(false),
+        closing: Event::default(),
+        _guard: guard,
+    });
+    let session = Session::new(context.shared.resp.client_id(), peer);
+    let reader = read_loop(connection.clone(), context.clone(), session);
+    if let Err(error) = jube_runtime::try_spawn(jube_runtime::Priority::Foreground, reader) {
+        tracing::warn!(%error, "RESP connection closed: no task for its reader");
+        return;
+    }
+    write_loop(&connection, &context).await;
+    connection.closing.set();
+}
+
+/// Tells a client over `connections_max` why it is refused, then closes.
+pub async fn reject(stream: TcpStream, connections_max: usize) {
+    let reply = Reply::Error(Cow::Owned(format!(
+        "ERR max number of clients reached ({connections_max})"
+    )));
+    let _ = stream.send_all(reply.to_bytes(RespVersion::Resp2)).await;
+}
+
+/// What decoding left for the reader to do.
+enum Decode {
+    More,
+    Stop,
+}
+
+async fn read_loop(connection: Rc<Connection>, context: Rc<CoreContext>, mut session: Session) {
+    let mut input: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; RECV_CHUNK_SIZE];
+    loop {
+        if let Decode::Stop = decode_requests(&connection, &context, &mut session, &mut input).await
+        {
+            break;
+        }
+        assert!(
+            input.len() < RESP_READ_BUFFER_SIZE_MAX,
+            "the RESP read buffer outgrew one request"
+        );
+        let received = race(
+            connection.stream.recv(chunk),
+            connection.stopped(&context.shutdown),
+        )
+        .await;
+        let Either::Left((result, buffer)) = received else {
+            break;
+        };
+        chunk = buffer;
+        match result {
+            Ok(0) => break,
+            Ok(count) => input.extend_from_slice(&chunk[..count]),
+            Err(error) => {
+                tracing::debug!(%error, "RESP receive failed");
+                break;
+            }
+        }
+    }
+    connection.reader_done.set(true);
+    connection.queued.notify();
+}
+
+/// Runs every whole request at the front of `input` and removes them.
+async fn decode_requests(
+    connection: &Connection,
+    context: &CoreContext,
+    session: &mut Session,
+    input: &mut Vec<u8>,
+) -> Decode {
+    let mut consumed = 0;
+    let outcome = loop {
+        while connection.in_flight.get() >= context.shared.config.server.connection_in_flight_max {
+            if let Either::Right(()) = race(
+                connection.space.notified(),
+                connection.stopped(&context.shutdown),
+            )
+            .await
+            {
+                break;
+            }
+        }
+        if context.shutdown.is_set() || connection.closing.is_set() {
+            break Decode::Stop;
+        }
+        match decode(&input[consumed..]) {
+            jube_protocol::resp::Decoded::Command { len, args } => {
+                consumed += len;
+                if args.is_empty() {
+                    continue;
+                }
+                let item = execute(context, session, args).await;
+                let close = item.close_after;
+                connection.push(item);
+                if close {
+                    break Decode::Stop;
+                }
+            }
+            jube_protocol::resp::Decoded::NeedMore => break Decode::More,
+            jube_protocol::resp::Decoded::Error(error) => {
+                tracing::debug!(%error, "RESP protocol error: closing");
+                context
+                    .dispatcher
+                    .metrics
+                    .record_resp(RespCounter::ProtocolError);
+                connection.push(Item::closing(
+                    Reply::Error(Cow::Owned(format!("ERR {error}"))),
+                    session.version,
+                ));
+                break Decode::Stop;
+            }
+        }
+    };
+    input.drain(..consumed);
+    outcome
+}
+
+async fn write_loop(connection: &Connection, context: &CoreContext) {
+    let mut output: Vec<u8> = Vec::with_capacity(OUTPUT_BUFFER_SIZE_MAX);
+    loop {
+        let head = connection.queue.borrow_mut().pop_front();
+        let Some(head) = head else {
+            if connection.reader_done.get() {
+                return;
+            }
+            connection.queued.notified().await;
+            continue;
+        };
+        let mut close = encode(connection, context, head, &mut output).await;
+        while !close && output.len() < OUTPUT_BUFFER_SIZE_MAX {
+            let ready = connection
+                .queue
+                .borrow()
+                .front()
+                .is_some_and(Item::is_ready);
+            if !ready {
+                break;
+            }
+            let Some(next) = connection.queue.borrow_mut().pop_front() else {
+                break;
+            };
+            close = encode(connection, context, next, &mut output).await;
+        }
+        let (result, buffer) = connection.stream.send_all(output).await;
+        output = buffer;
+        output.clear();
+        if let Err(error) = result {
+            tracing::debug!(%error, "RESP send failed");
+            return;
+        }
+        if close {
+            return;
+        }
+    }
+}
+
+/// Waits for `item`'s reply, appends it to `output`, counts it, and lets the reader read one more
+/// request. True if the connection closes after this reply.
+async fn encode(
+    connection: &Connection,
+    context: &CoreContext,
+    item: Item,
+    output: &mut Vec<u8>,
+) -> bool {
+    let (version, close) = (item.version, item.close_after);
+    let reply = item.finish().await;
+    let metrics = &context.dispatcher.metrics;
+    metrics.record_resp(RespCounter::Command);
+    if matches!(reply, Reply::Error(_)) {
+        metrics.record_resp(RespCounter::Error);
+    }
+    reply.encode(version, output);
+    connection.in_flight.set(connection.in_flight.get() - 1);
+    connection.space.notify();
+    close
+}
