@@ -38,7 +38,10 @@ fn round_trips(rt: &Runtime, iters: u64) -> Duration {
 
 fn mesh_hop(c: &mut Criterion) {
     let mut group = c.benchmark_group("mesh_round_trip");
-    for (label, spin) in [("idle_spin_50us", IDLE_SPIN), ("no_idle_spin", Duration::ZERO)] {
+    for (label, spin) in [
+        ("idle_spin_50us", IDLE_SPIN),
+        ("no_idle_spin", Duration::ZERO),
+    ] {
         let rt = Runtime::builder()
             .cores(2)
             .pin(false)
