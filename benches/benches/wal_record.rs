@@ -26,7 +26,7 @@ fn wal_record(c: &mut Criterion) {
             |b, payload| {
                 let mut lsn = 1u64;
                 b.iter(|| {
-                    if lsn % RECORDS_PER_BUFFER == 0 {
+                    if lsn.is_multiple_of(RECORDS_PER_BUFFER) {
                         out.clear();
                     }
                     encode_record(&mut out, 7, lsn, lsn - 1, RECORD_TYPE, black_box(payload));
