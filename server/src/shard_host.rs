@@ -147,6 +147,8 @@ pub trait ShardEngine {
     /// Engine counters for INFO: keys, pages, cache, WAL, LSNs, checkpoint duration, records/sync.
     fn stats(&self) -> Vec<(String, u64)>;
     fn progress(&self) -> Progress;
+    /// The shard's time in wall-clock ms, which expiry is measured against.
+    fn now_ms(&self) -> u64;
 }
 
 /// A scan's entries and whether the range holds more past them.
@@ -321,6 +323,10 @@ impl<V: Vfs + Clone> ShardEngine for Shard<V> {
         stats_metrics(&Shard::stats(self))
     }
 
+    fn now_ms(&self) -> u64 {
+        Shard::now_ms(self)
+    }
+
     fn progress(&self) -> Progress {
         let stats = Shard::stats(self);
         Progress {
@@ -368,6 +374,14 @@ fn stats_metrics(stats: &ShardStats) -> Vec<(String, u64)> {
         ("deletes", stats.deletes),
         ("gets", stats.gets),
         ("scans", stats.scans),
+        ("keys_with_ttl", stats.sweep.keys_with_ttl),
+        ("expired_swept", stats.sweep.expired_swept),
+        ("sweep_passes", stats.sweep.passes),
+        ("sweep_lag_ms", stats.sweep.lag_ms),
+        (
+            "clock_drift_ms_abs",
+            stats.sweep.clock_drift_ms.unsigned_abs(),
+        ),
     ]
     .into_iter()
     .map(|(name, value)| (name.to_string(), value))

@@ -140,7 +140,9 @@ impl ShardWorker {
                 )))
             }
         };
-        let wall_ms = self.clock.wall_ms();
+        // The engine's time, not the wall clock: expiry follows the monotonic clock from the
+        // shard's open, so a wall clock set back or forward neither resurrects nor expires keys.
+        let wall_ms = engine.now_ms();
         let result = match op {
             ShardOp::Get {
                 key,

@@ -350,10 +350,15 @@ fn format_info(context: &CoreContext, report: &InfoReply, sections: &[Vec<u8>]) 
                 ),
                 ("jube_native_ops".into(), native_ops.to_string()),
             ],
-            // Keys with a TTL are not counted separately yet: expires and avg_ttl stay 0.
+            // Keys with a TTL as the expiry sweeper counted them in its last pass; avg_ttl is
+            // not tracked.
             "keyspace" => vec![(
                 "db0".into(),
-                format!("keys={},expires=0,avg_ttl=0", total("keys")),
+                format!(
+                    "keys={},expires={},avg_ttl=0",
+                    total("keys"),
+                    total("keys_with_ttl")
+                ),
             )],
             _ => report
                 .sections
