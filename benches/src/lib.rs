@@ -1,1 +1,4 @@
-//! jube-benches.
+//! jube-benches: jube's benchmarks, and `load`, the library behind the
+//! `jube-load` load generator.
+
+pub mod load;

@@ -8,5 +8,8 @@
 
 pub mod clock;
 pub mod constants;
+pub mod manifest;
+pub mod shard;
 pub mod storage;
 pub mod tree;
+pub mod wal;

@@ -9,6 +9,8 @@
 //!   verifier run on every frame before anything reads it. No I/O.
 //! - `client`: a blocking client over `std::net`, with pipelining.
 //! - `constants`: every limit, with its reason.
+//! - `resp`: the RESP (Redis protocol) front end: request parser, replies,
+//!   typed commands and their helpers. No I/O.
 //!
 //! docs/protocol.md is the reference for the format and its rules.
 //!
@@ -21,6 +23,7 @@ mod codec;
 pub mod constants;
 pub mod frame;
 pub mod message;
+pub mod resp;
 
 // flatc's output uses `unsafe` (accessors that skip bounds checks after
 // verification), has its own formatting and trips many lints; none of that

@@ -4,6 +4,8 @@
 //! flags. `--print-config` prints the effective result as TOML, so the defaults are always one
 //! command away and a printed config can be fed back as a file.
 
+use jube_protocol::constants::PIPELINE_DEPTH_MAX;
+use jube_runtime::constants::CORES_MAX;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
@@ -185,19 +187,41 @@ impl Config {
             ));
         }
         if storage.group_commit_bytes_max < 4096
+            || !storage.group_commit_bytes_max.is_multiple_of(4096)
             || storage.group_commit_bytes_max as u64 > storage.wal_segment_bytes / 4
         {
             return Err(format!(
-                "storage.group_commit_bytes_max {} must be in 4096..=wal_segment_bytes/4",
+                "storage.group_commit_bytes_max {} must be a multiple of 4096 in 4096..=wal_segment_bytes/4",
                 storage.group_commit_bytes_max
             ));
         }
         let server = &self.server;
-        if server.connections_max == 0 || server.connection_in_flight_max == 0 {
-            return Err(
-                "server.connections_max and connection_in_flight_max must be positive".into(),
-            );
+        if server.connections_max == 0 {
+            return Err("server.connections_max must be positive".into());
         }
+        // A blocking client keeps up to PIPELINE_DEPTH_MAX requests in flight before it reads;
+        // a server that stopped reading earlier could deadlock with it (docs/protocol.md).
+        if server.connection_in_flight_max < PIPELINE_DEPTH_MAX {
+            return Err(format!(
+                "server.connection_in_flight_max {} is below the protocol's pipeline depth {PIPELINE_DEPTH_MAX}",
+                server.connection_in_flight_max
+            ));
+        }
+        if server.cores > CORES_MAX {
+            return Err(format!(
+                "server.cores {} is above {CORES_MAX}",
+                server.cores
+            ));
+        }
+        server
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|error| {
+                format!(
+                    "server.listen {:?} is not an IP address and port: {error}",
+                    server.listen
+                )
+            })?;
         Ok(())
     }
 }

@@ -1,5 +1,24 @@
-//! jube-server: the pieces of `jubed` and `jubectl` that tests can reach.
+//! jube-server: `jubed`, the jube server, and the pieces `jubectl` and the tests reach.
+//!
+//! Layout: [`config`] (settings), [`server`] (start-up, listeners, shutdown), [`connection`] (one
+//! client), [`request`] (a request's calls and how their results combine), [`dispatcher`] (routing
+//! calls between cores, the committer), [`shard_worker`] (one shard on its core, durability waits),
+//! [`shard_host`] (the seam to the storage engine), [`routing`] (key to shard to core), [`scan`],
+//! [`info`], [`metrics`], [`sync`] (single-core task synchronisation), [`constants`] (limits).
 
 #![forbid(unsafe_code)]
 
+pub mod call;
 pub mod config;
+pub mod connection;
+pub mod constants;
+pub mod dispatcher;
+pub mod info;
+pub mod metrics;
+pub mod request;
+pub mod routing;
+pub mod scan;
+pub mod server;
+pub mod shard_host;
+pub mod shard_worker;
+pub mod sync;

@@ -1,0 +1,513 @@
+//! The shard's crash-recovery model test, and its group-commit and corruption checks.
+//!
+//! Strategy: drive one shard (B+tree + WAL + checkpoints) on a [`SimDisk`] with crash faults,
+//! tiny pages, a cache of a few pages and tiny WAL segments, so that splits, merges, evictions,
+//! spills, group commits, segment rollovers and checkpoints happen all the time. Random puts,
+//! deletes, gets, scans, polls, clock advances and checkpoint requests run against a `BTreeMap`
+//! model. Crashes come two ways: a power cut scheduled a random number of disk operations ahead
+//! (so it lands inside a group commit, between a write and its sync, during a rollover, inside a
+//! checkpoint slice or during recovery itself), and an immediate crash between two operations.
+//! Each crash then tears, drops, garbles or keeps every unsynced write.
+//!
+//! Invariants checked after every recovery:
+//! - the recovered shard ends its log at some LSN k with `acked <= k <= issued`: every
+//!   acknowledged write survived, nothing was invented;
+//! - its contents equal the model after exactly the writes 1..=k (a prefix: no holes);
+//! - `check_integrity` passes.
+//!
+//! Between crashes, every get and scan must equal the model (the shard serves its in-memory
+//! state). A failing run prints its seed; `JUBE_SEED=N` replays one seed, `JUBE_SEEDS=N` runs N
+//! (from `JUBE_SEED_START`, default 0).
+
+use super::*;
+use crate::clock::ManualClock;
+use crate::storage::sim::{FaultConfig, SimDisk, SimVfs};
+use crate::tree::TreeConfig;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone)]
+enum Write {
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+}
+
+fn small_config() -> ShardConfig {
+    let mut config = ShardConfig::new(0);
+    config.tree = TreeConfig {
+        page_size: 4096,
+        cache_bytes: 6 * 4096,
+        shard_id: 0,
+        ..TreeConfig::default()
+    };
+    config.wal.segment_size_bytes = 16 * 4096;
+    config.wal.flush_bytes_max = 4 * 4096;
+    config.wal.buffer_bytes_max = 8 * 4096;
+    config.wal.free_segments_max = 2;
+    config.checkpoint_wal_bytes = 24 * 4096;
+    config.checkpoint_dirty_bytes = 8 * 4096;
+    config.checkpoint_interval_ms = 50;
+    config.checkpoint_slice_bytes = 2 * 4096;
+    config
+}
+
+struct Harness {
+    seed: u64,
+    rng: ChaCha8Rng,
+    disk: SimDisk,
+    clock: ManualClock,
+    config: ShardConfig,
+    shard: Option<Shard<SimVfs>>,
+    /// The model at LSN `base_lsn`, and the writes logged after it, in LSN order.
+    base: BTreeMap<Vec<u8>, Vec<u8>>,
+    base_lsn: Lsn,
+    history: Vec<Write>,
+    /// The model after every write so far (issued, acknowledged or not).
+    current: BTreeMap<Vec<u8>, Vec<u8>>,
+    acked_max: Lsn,
+    recoveries: u64,
+}
+
+impl Harness {
+    fn new(seed: u64) -> Harness {
+        let disk = SimDisk::new(seed, FaultConfig::crashes());
+        let mut harness = Harness {
+            seed,
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed),
+            disk,
+            clock: ManualClock::new(1_700_000_000_000),
+            config: small_config(),
+            shard: None,
+            base: BTreeMap::new(),
+            base_lsn: 0,
+            history: Vec::new(),
+            current: BTreeMap::new(),
+            acked_max: 0,
+            recoveries: 0,
+        };
+        harness.recover();
+        harness
+    }
+
+    fn shard(&mut self) -> &mut Shard<SimVfs> {
+        self.shard.as_mut().expect("the shard is open")
+    }
+
+    fn issued(&self) -> Lsn {
+        self.base_lsn + self.history.len() as Lsn
+    }
+
+    fn note_acks(&mut self) {
+        if let Some(shard) = &self.shard {
+            self.acked_max = self.acked_max.max(shard.acked_lsn());
+        }
+    }
+
+    fn key(&mut self) -> Vec<u8> {
+        let n = self.rng.gen_range(0..400u32);
+        let len = 1 + (n as usize * 7) % 60;
+        let mut key = format!("k{n:05}").into_bytes();
+        key.resize(len.max(6), b'.');
+        key
+    }
+
+    fn value(&mut self) -> Vec<u8> {
+        let len = self.rng.gen_range(0..=300);
+        let fill = self.rng.gen::<u8>();
+        vec![fill; len]
+    }
+
+    /// Runs one random step; returns false when the shard failed (a power cut) and must crash.
+    fn step(&mut self) -> bool {
+        let roll = self.rng.gen_range(0..1000);
+        let result = match roll {
+            0..=399 => self.put(),
+            400..=549 => self.delete(),
+            550..=699 => self.get(),
+            700..=749 => self.scan(),
+            750..=979 => {
+                let ns = self.rng.gen_range(0..2_000_000);
+                self.clock.advance_ns(ns);
+                self.shard().poll()
+            }
+            980..=989 => {
+                self.shard().request_checkpoint();
+                Ok(())
+            }
+            990..=994 => {
+                let ops = self.rng.gen_range(0..60);
+                self.disk.cut_power_after(ops);
+                Ok(())
+            }
+            _ => return false,
+        };
+        self.note_acks();
+        match result {
+            Ok(()) => true,
+            Err(ShardError::Failed { .. }) => {
+                assert!(
+                    self.disk.power_is_out(),
+                    "seed {}: a failure without a power cut",
+                    self.seed
+                );
+                false
+            }
+            Err(other) => panic!("seed {}: unexpected error {other}", self.seed),
+        }
+    }
+
+    /// Retries a write refused with Busy after polling, as a server would.
+    fn with_retry<T>(
+        &mut self,
+        mut op: impl FnMut(&mut Shard<SimVfs>) -> Result<T, ShardError>,
+    ) -> Result<T, ShardError> {
+        loop {
+            match op(self.shard()) {
+                Err(ShardError::Busy { .. }) => {
+                    self.clock.advance_ns(100_000);
+                    self.shard().poll()?;
+                    self.note_acks();
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn put(&mut self) -> Result<(), ShardError> {
+        let (key, value) = (self.key(), self.value());
+        let lsn = self.with_retry(|shard| shard.put(&key, &value, 0))?;
+        assert_eq!(
+            lsn,
+            self.issued() + 1,
+            "seed {}: LSNs are contiguous",
+            self.seed
+        );
+        self.history.push(Write::Put(key.clone(), value.clone()));
+        self.current.insert(key, value);
+        Ok(())
+    }
+
+    fn delete(&mut self) -> Result<(), ShardError> {
+        let key = self.key();
+        let (present, lsn) = self.with_retry(|shard| shard.delete(&key))?;
+        assert_eq!(
+            present,
+            self.current.contains_key(&key),
+            "seed {}: delete",
+            self.seed
+        );
+        if present {
+            assert_eq!(
+                lsn,
+                self.issued() + 1,
+                "seed {}: LSNs are contiguous",
+                self.seed
+            );
+            self.history.push(Write::Delete(key.clone()));
+            self.current.remove(&key);
+        }
+        Ok(())
+    }
+
+    fn get(&mut self) -> Result<(), ShardError> {
+        let key = self.key();
+        let got = self.shard().get(&key)?.map(|v| v.bytes);
+        assert_eq!(
+            got.as_ref(),
+            self.current.get(&key),
+            "seed {}: get {key:?}",
+            self.seed
+        );
+        Ok(())
+    }
+
+    fn scan(&mut self) -> Result<(), ShardError> {
+        let (a, b) = (self.key(), self.key());
+        let (start, end) = if a <= b { (a, b) } else { (b, a) };
+        let reverse = self.rng.gen_bool(0.5);
+        let limit = self.rng.gen_range(1..50);
+        let page = self.shard().scan(
+            Bound::Included(&start),
+            Bound::Excluded(&end),
+            limit,
+            reverse,
+            None,
+        )?;
+        let range = self
+            .current
+            .range::<Vec<u8>, _>((Bound::Included(&start), Bound::Excluded(&end)));
+        let expected: Vec<(Vec<u8>, Vec<u8>)> = if reverse {
+            range
+                .rev()
+                .take(limit)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        } else {
+            range
+                .take(limit)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        };
+        let got: Vec<(Vec<u8>, Vec<u8>)> = page
+            .entries
+            .into_iter()
+            .map(|e| (e.key, e.value.bytes))
+            .collect();
+        assert_eq!(got, expected, "seed {}: scan", self.seed);
+        Ok(())
+    }
+
+    /// Crashes the disk, then reopens the shard (crashing again, now and then, during recovery
+    /// itself) and checks the invariants in the module doc.
+    fn crash_and_recover(&mut self) {
+        self.note_acks();
+        self.shard = None;
+        self.disk.crash();
+        self.recover();
+    }
+
+    fn recover(&mut self) {
+        loop {
+            if self.recoveries > 0 && self.rng.gen_bool(0.2) {
+                let ops = self.rng.gen_range(0..40);
+                self.disk.cut_power_after(ops);
+            }
+            let vfs = self.disk.root().subdir("shard-000").expect("subdir");
+            let clock: Rc<dyn Clock> = Rc::new(self.clock.clone());
+            match Shard::open(vfs, self.config.clone(), clock) {
+                Ok((shard, _)) if !self.disk.power_is_out() => {
+                    self.disk.cancel_power_cut();
+                    self.shard = Some(shard);
+                    break;
+                }
+                Ok(_) => self.disk.crash(),
+                Err(error) => {
+                    assert!(
+                        self.disk.power_is_out(),
+                        "seed {}: recovery failed: {error}",
+                        self.seed
+                    );
+                    self.disk.crash();
+                }
+            }
+        }
+        self.recoveries += 1;
+        self.check_recovered();
+    }
+
+    fn check_recovered(&mut self) {
+        let seed = self.seed;
+        let shard = self.shard.as_mut().expect("open");
+        let end = shard.stats().wal.next_lsn - 1;
+        let issued = self.base_lsn + self.history.len() as Lsn;
+        assert!(
+            self.acked_max <= end && end <= issued,
+            "seed {seed}: recovered to LSN {end}, but {} were acknowledged and {issued} issued",
+            self.acked_max
+        );
+        let keep = usize::try_from(end - self.base_lsn).expect("small");
+        for write in self.history.drain(..keep) {
+            match write {
+                Write::Put(key, value) => {
+                    self.base.insert(key, value);
+                }
+                Write::Delete(key) => {
+                    self.base.remove(&key);
+                }
+            }
+        }
+        self.history.clear();
+        self.base_lsn = end;
+        self.current = self.base.clone();
+        self.acked_max = end;
+        if let Err(error) = shard.check_integrity() {
+            panic!("seed {seed}: integrity after recovery: {error}");
+        }
+        let page = shard
+            .scan(Bound::Unbounded, Bound::Unbounded, usize::MAX, false, None)
+            .unwrap_or_else(|e| panic!("seed {seed}: full scan: {e}"));
+        let got: BTreeMap<Vec<u8>, Vec<u8>> = page
+            .entries
+            .into_iter()
+            .map(|e| (e.key, e.value.bytes))
+            .collect();
+        assert_eq!(
+            got, self.base,
+            "seed {seed}: recovered contents differ from the model at LSN {end}"
+        );
+    }
+}
+
+fn run_seed(seed: u64, steps: usize) -> u64 {
+    let mut harness = Harness::new(seed);
+    for _ in 0..steps {
+        if !harness.step() {
+            harness.crash_and_recover();
+        }
+    }
+    harness.crash_and_recover();
+    harness.recoveries
+}
+
+fn seeds() -> Vec<u64> {
+    if let Ok(seed) = std::env::var("JUBE_SEED") {
+        return vec![seed.parse().expect("JUBE_SEED is a number")];
+    }
+    let var = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(default)
+    };
+    let start = var("JUBE_SEED_START", 0);
+    (start..start + var("JUBE_SEEDS", 12)).collect()
+}
+
+#[test]
+fn model_with_crashes_anywhere() {
+    for seed in seeds() {
+        eprintln!("shard model: seed {seed} (replay with JUBE_SEED={seed})");
+        let recoveries = run_seed(seed, 10_000);
+        assert!(
+            recoveries > 5,
+            "seed {seed}: only {recoveries} recoveries: the test lost its teeth"
+        );
+    }
+}
+
+fn open_fresh(disk: &SimDisk, config: ShardConfig) -> Shard<SimVfs> {
+    let vfs = disk.root().subdir("shard-000").expect("subdir");
+    let clock: Rc<dyn Clock> = Rc::new(ManualClock::new(0));
+    Shard::open(vfs, config, clock).expect("open").0
+}
+
+#[test]
+fn a_thousand_writers_share_few_syncs() {
+    let disk = SimDisk::new(1, FaultConfig::none());
+    let mut config = ShardConfig::new(0);
+    config.tree.cache_bytes = 1 << 20;
+    let mut shard = open_fresh(&disk, config);
+    let before = disk.stats().syncs;
+    let mut last = 0;
+    for i in 0..1000u32 {
+        last = shard
+            .put(format!("key{i:04}").as_bytes(), b"value", 0)
+            .expect("put");
+        if i % 100 == 0 {
+            shard.poll().expect("poll");
+        }
+    }
+    while shard.acked_lsn() < last {
+        shard.poll().expect("poll");
+    }
+    let syncs = disk.stats().syncs - before;
+    assert!(syncs <= 40, "1000 acknowledged writes took {syncs} syncs");
+}
+
+#[test]
+fn reads_of_unacknowledged_writes_wait_for_their_lsn() {
+    let disk = SimDisk::new(2, FaultConfig::none());
+    let mut shard = open_fresh(&disk, ShardConfig::new(0));
+    let lsn = shard.put(b"k", b"v", 0).expect("put");
+    assert_eq!(shard.read_barrier(b"k"), Some(lsn));
+    assert_eq!(shard.read_barrier(b"other"), None);
+    assert_eq!(shard.scan_barrier(), Some(lsn));
+    while shard.acked_lsn() < lsn {
+        shard.poll().expect("poll");
+    }
+    shard.poll().expect("poll");
+    assert_eq!(shard.read_barrier(b"k"), None);
+    assert_eq!(shard.scan_barrier(), None);
+}
+
+#[test]
+fn clean_close_leaves_nothing_to_replay() {
+    let disk = SimDisk::new(3, FaultConfig::none());
+    let mut shard = open_fresh(&disk, ShardConfig::new(0));
+    for i in 0..500u32 {
+        shard
+            .put(format!("key{i:04}").as_bytes(), &[7; 100], 0)
+            .expect("put");
+    }
+    shard.close().expect("close");
+    disk.crash();
+    let vfs = disk.root().subdir("shard-000").expect("subdir");
+    let clock: Rc<dyn Clock> = Rc::new(ManualClock::new(0));
+    let (mut shard, report) = Shard::open(vfs, ShardConfig::new(0), clock).expect("reopen");
+    assert_eq!(report.checkpoint_lsn, 500);
+    assert_eq!(report.wal.records_replayed, 0);
+    assert_eq!(
+        shard.get(b"key0499").expect("get").map(|v| v.bytes),
+        Some(vec![7; 100])
+    );
+}
+
+#[test]
+fn input_limits_are_errors_that_change_nothing() {
+    let disk = SimDisk::new(4, FaultConfig::none());
+    let mut shard = open_fresh(&disk, ShardConfig::new(0));
+    let long_key = vec![b'k'; crate::constants::KEY_SIZE_MAX + 1];
+    assert!(matches!(
+        shard.put(&long_key, b"v", 0),
+        Err(ShardError::KeyTooLarge { .. })
+    ));
+    let big = vec![0; shard.config().tree.value_inline_max() + 1];
+    assert!(matches!(
+        shard.put(b"k", &big, 0),
+        Err(ShardError::ValueTooLarge { .. })
+    ));
+    assert_eq!(shard.stats().wal.next_lsn, 1, "nothing was logged");
+    shard.put(b"k", b"fine", 0).expect("the shard still works");
+}
+
+/// A flipped byte in a page must surface as an error on the reads that touch it, never as
+/// wrong data.
+#[test]
+fn a_corrupt_page_is_reported_not_served() {
+    let disk = SimDisk::new(5, FaultConfig::none());
+    let mut config = ShardConfig::new(0);
+    config.tree.cache_bytes = 16 * 4096;
+    let mut shard = open_fresh(&disk, config.clone());
+    let value = |i: u32| format!("value-{i}").into_bytes();
+    for i in 0..2000u32 {
+        shard
+            .put(format!("key{i:05}").as_bytes(), &value(i), 0)
+            .expect("put");
+    }
+    shard.close().expect("close");
+    let pages = disk.durable_image("shard-000/pages").expect("page file");
+    let middle = (pages.len() / 2 / 4096 * 4096 + 1000) as u64;
+    assert!(disk.flip_byte("shard-000/pages", middle));
+    let vfs = disk.root().subdir("shard-000").expect("subdir");
+    let clock: Rc<dyn Clock> = Rc::new(ManualClock::new(0));
+    let (mut shard, _) = match Shard::open(vfs, config, clock) {
+        Ok(opened) => opened,
+        Err(error) => {
+            assert!(
+                error.to_string().contains("shard-000/pages"),
+                "names the file: {error}"
+            );
+            return;
+        }
+    };
+    let mut errors = 0;
+    for i in 0..2000u32 {
+        match shard.get(format!("key{i:05}").as_bytes()) {
+            Ok(found) => assert_eq!(found.map(|v| v.bytes), Some(value(i)), "never wrong data"),
+            Err(error) => {
+                assert!(
+                    error.to_string().contains("pages"),
+                    "names the file: {error}"
+                );
+                errors += 1;
+                break;
+            }
+        }
+    }
+    let integrity = shard.check_integrity();
+    assert!(
+        errors > 0 || integrity.is_err(),
+        "the flipped byte went unnoticed"
+    );
+}

@@ -1,0 +1,445 @@
+//! Recovery: scan a shard's WAL directory, replay records from the checkpoint, and decide where
+//! the log ends.
+//!
+//! How a torn tail is told from corruption (the argument is in docs/format.md, "Recovery
+//! argument (WAL)"):
+//! - Segments from the one holding `replay_from` onward must have consecutive sequence numbers
+//!   and valid headers, each starting at the LSN after the previous one's last valid record.
+//!   A bad record in a segment that has a successor is therefore corruption (a gap), unless the
+//!   successor starts exactly where the bad record was: that is a tail torn by an earlier crash,
+//!   after which the writer went on in a new segment.
+//! - In the last segment, a bad record ends the log only if no valid record found beyond it (in
+//!   that segment, or in a trailing segment whose header was torn) claims, through its
+//!   synced-LSN hint, that the bad record was durable. Records of one flush may reach the disk
+//!   in any order, so valid records after a hole are normal in a torn flush; a record written
+//!   after a *synced* record names it in its hint.
+//!
+//! Invariant: every record handed to `redo` is valid and has the next contiguous LSN.
+
+use super::constants::{RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use super::record::{decode_record, free_name, parse_name, segment_name, FileKind, SegmentHeader};
+use super::segment::FreeFile;
+use super::{Lsn, RedoRecord, WalConfig, WalError};
+use crate::storage::{AlignedBuf, IoError, OpenMode, Storage, Vfs, IO_ALIGN};
+use std::collections::BTreeMap;
+
+/// A live segment known to the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct SegmentInfo {
+    pub seq: u64,
+    pub first_lsn: Lsn,
+}
+
+/// Where recovery found a torn tail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    pub path: String,
+    pub offset: u64,
+}
+
+/// What recovery found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Records handed to the redo callback.
+    pub records_replayed: u64,
+    /// The last valid LSN in the log (0 if empty).
+    pub end_lsn: Lsn,
+    /// The first LSN the writer will assign.
+    pub next_lsn: Lsn,
+    pub segments_scanned: u64,
+    /// Set when the last segment ended in a torn or partially written flush (truncated).
+    pub torn_tail: Option<TornTail>,
+    pub segments_created: u64,
+}
+
+pub(super) struct Recovered {
+    pub segments: Vec<SegmentInfo>,
+    pub next_lsn: Lsn,
+    pub pool: Vec<FreeFile>,
+    pub seq_max: u64,
+    pub report: RecoveryReport,
+}
+
+/// Where the walk over one segment stopped.
+struct Stop {
+    /// Offset of the first byte that is not part of a valid record.
+    offset: usize,
+    /// The LSN the next record would have had.
+    next_lsn: Lsn,
+}
+
+enum Header {
+    Valid(SegmentHeader),
+    Invalid(&'static str),
+}
+
+fn corrupt(path: String, offset: u64, detail: String) -> WalError {
+    WalError::Corrupt {
+        path,
+        offset,
+        detail,
+    }
+}
+
+fn read_file<F: Storage>(file: &mut F, len: u64) -> Result<AlignedBuf, IoError> {
+    let len = usize::try_from(len.div_ceil(IO_ALIGN as u64) * IO_ALIGN as u64).expect("fits");
+    let (buf, _) = file.read_at(0, AlignedBuf::zeroed(len.max(IO_ALIGN)))?;
+    Ok(buf)
+}
+
+fn read_header<V: Vfs>(vfs: &mut V, seq: u64, config: &WalConfig) -> Result<Header, WalError> {
+    let name = segment_name(seq);
+    let mut file = vfs.open(&name, OpenMode::Existing)?;
+    let block = read_file(&mut file, SEGMENT_HEADER_BYTES as u64)?;
+    Ok(match SegmentHeader::decode(&block) {
+        Err(why) => Header::Invalid(why),
+        Ok(h) if h.seq != seq => Header::Invalid("sequence number differs from the file name"),
+        Ok(h) if h.shard_id != config.shard_id => {
+            let detail = format!(
+                "segment of shard {} in the directory of shard {}",
+                h.shard_id, config.shard_id
+            );
+            return Err(corrupt(file.path().to_string(), 0, detail));
+        }
+        Ok(h) => Header::Valid(h),
+    })
+}
+
+/// Scans the directory, replays records with LSN >= `replay_from`, and moves trailing and
+/// unusable segment files into the free pool. See the module docs for the rules.
+pub(super) fn recover<V, F>(
+    vfs: &mut V,
+    config: &WalConfig,
+    replay_from: Lsn,
+    redo: &mut F,
+) -> Result<Recovered, WalError>
+where
+    V: Vfs,
+    F: FnMut(RedoRecord<'_>) -> Result<(), String>,
+{
+    assert!(replay_from >= 1, "LSNs start at 1");
+    let mut headers: BTreeMap<u64, Header> = BTreeMap::new();
+    let mut pool = Vec::new();
+    let mut seq_max = 0;
+    for name in vfs.list()? {
+        match parse_name(&name) {
+            Some(FileKind::Segment(seq)) => {
+                headers.insert(seq, read_header(vfs, seq, config)?);
+                seq_max = seq_max.max(seq);
+            }
+            Some(FileKind::Free(seq)) => {
+                pool.push(FreeFile { name });
+                seq_max = seq_max.max(seq);
+            }
+            None => {}
+        }
+    }
+    let mut report = RecoveryReport::default();
+    let valid: Vec<SegmentHeader> = headers
+        .values()
+        .filter_map(|h| match h {
+            Header::Valid(h) => Some(*h),
+            Header::Invalid(_) => None,
+        })
+        .collect();
+    let Some(start) = valid.iter().rposition(|h| h.first_lsn <= replay_from) else {
+        if let Some(first) = valid.first() {
+            let detail = format!(
+                "the log starts at LSN {}, after the replay point {replay_from}",
+                first.first_lsn
+            );
+            return Err(corrupt(vfs_path(vfs, first.seq), 0, detail));
+        }
+        if replay_from > 1 {
+            let detail =
+                format!("no valid WAL segment, but the checkpoint needs LSN {replay_from}");
+            return Err(corrupt(vfs.location().to_string(), 0, detail));
+        }
+        pool_files(vfs, &mut pool, headers.keys().copied())?;
+        report.next_lsn = replay_from;
+        return Ok(Recovered {
+            segments: Vec::new(),
+            next_lsn: replay_from,
+            pool,
+            seq_max,
+            report,
+        });
+    };
+    let chain = &valid[start..];
+    check_chain(vfs, &headers, chain)?;
+    let next_lsn = replay_chain(vfs, config, chain, replay_from, redo, &mut report)?;
+    let last_seq = chain.last().expect("chain is not empty").seq;
+    let unusable: Vec<u64> = headers
+        .iter()
+        .filter(|(_, h)| matches!(h, Header::Invalid(_)))
+        .map(|(seq, _)| *seq)
+        .collect();
+    check_trailing(vfs, config, &unusable, last_seq, next_lsn)?;
+    pool_files(vfs, &mut pool, unusable.into_iter())?;
+    report.end_lsn = next_lsn - 1;
+    let mut next_lsn = next_lsn;
+    if replay_from > next_lsn {
+        let end = report.end_lsn;
+        tracing::warn!(
+            replay_from,
+            end,
+            "the checkpoint is ahead of the WAL; continuing after the checkpoint"
+        );
+        next_lsn = replay_from;
+    }
+    report.next_lsn = next_lsn;
+    let segments = valid
+        .iter()
+        .map(|h| SegmentInfo {
+            seq: h.seq,
+            first_lsn: h.first_lsn,
+        })
+        .collect();
+    // The recovered records may sit in the OS cache only (a process crash): make them durable
+    // before new records claim, through their hints, that they are.
+    let mut last = vfs.open(&segment_name(last_seq), OpenMode::Existing)?;
+    last.sync_data()?;
+    Ok(Recovered {
+        segments,
+        next_lsn,
+        pool,
+        seq_max,
+        report,
+    })
+}
+
+fn vfs_path<V: Vfs>(vfs: &V, seq: u64) -> String {
+    format!("{}/{}", vfs.location(), segment_name(seq))
+}
+
+/// Segment files between the first and last valid segment of the chain must have valid
+/// headers. (Sequence numbers may skip: an unused spare is moved to the free pool by recovery.
+/// A missing segment that held records shows up as an LSN gap in `replay_chain`.)
+fn check_chain<V: Vfs>(
+    vfs: &V,
+    headers: &BTreeMap<u64, Header>,
+    chain: &[SegmentHeader],
+) -> Result<(), WalError> {
+    let first = chain[0].seq;
+    let last = chain[chain.len() - 1].seq;
+    for (seq, header) in headers.range(first..=last) {
+        if let Header::Invalid(why) = header {
+            let detail = format!("invalid header in the middle of the log: {why}");
+            return Err(corrupt(vfs_path(vfs, *seq), 0, detail));
+        }
+    }
+    Ok(())
+}
+
+/// Walks the chain, replaying records; returns the LSN after the last valid one.
+fn replay_chain<V, F>(
+    vfs: &mut V,
+    config: &WalConfig,
+    chain: &[SegmentHeader],
+    replay_from: Lsn,
+    redo: &mut F,
+    report: &mut RecoveryReport,
+) -> Result<Lsn, WalError>
+where
+    V: Vfs,
+    F: FnMut(RedoRecord<'_>) -> Result<(), String>,
+{
+    let mut expected = chain[0].first_lsn;
+    for (index, header) in chain.iter().enumerate() {
+        let mut file = vfs.open(&segment_name(header.seq), OpenMode::Existing)?;
+        let path = file.path().to_string();
+        let size = file.size();
+        let data = read_file(&mut file, size)?;
+        let stop = walk_segment(config, &data, header, &path, replay_from, redo, report)?;
+        report.segments_scanned += 1;
+        expected = stop.next_lsn;
+        match chain.get(index + 1) {
+            Some(next) if next.first_lsn == expected => {}
+            Some(next) => {
+                let missing = if next.seq == header.seq + 1 {
+                    String::new()
+                } else {
+                    format!(
+                        " (segments {} to {} are absent)",
+                        header.seq + 1,
+                        next.seq - 1
+                    )
+                };
+                let detail = format!(
+                    "no valid record with LSN {expected} here, but the next segment {} starts at \
+                     LSN {}{missing}",
+                    segment_name(next.seq),
+                    next.first_lsn
+                );
+                return Err(corrupt(path, stop.offset as u64, detail));
+            }
+            None => check_tail(config, &data, header.seq, &stop, &path, report)?,
+        }
+    }
+    Ok(expected)
+}
+
+/// Replays the valid records of one segment; stops at the first position without the next one.
+fn walk_segment<F>(
+    config: &WalConfig,
+    data: &[u8],
+    header: &SegmentHeader,
+    path: &str,
+    replay_from: Lsn,
+    redo: &mut F,
+    report: &mut RecoveryReport,
+) -> Result<Stop, WalError>
+where
+    F: FnMut(RedoRecord<'_>) -> Result<(), String>,
+{
+    let payload_max = config.payload_bytes_max();
+    let mut offset = SEGMENT_HEADER_BYTES;
+    let mut lsn = header.first_lsn;
+    loop {
+        let here = decode_record(data, offset, header.seq, payload_max);
+        let record = match here {
+            Some(r) if r.lsn == lsn => Some((offset, r)),
+            Some(r) => {
+                let detail = format!("record has LSN {} where LSN {lsn} was expected", r.lsn);
+                return Err(corrupt(path.to_string(), offset as u64, detail));
+            }
+            None => {
+                // A flush ends padded with zeroes to a block boundary: the next record, if any,
+                // starts at the next block and must carry exactly the expected LSN.
+                let aligned = offset.next_multiple_of(IO_ALIGN);
+                match decode_record(data, aligned, header.seq, payload_max) {
+                    Some(r) if aligned != offset && r.lsn == lsn => Some((aligned, r)),
+                    _ => None,
+                }
+            }
+        };
+        let Some((at, record)) = record else {
+            return Ok(Stop {
+                offset,
+                next_lsn: lsn,
+            });
+        };
+        if record.lsn >= replay_from {
+            let redo_record = RedoRecord {
+                lsn,
+                record_type: record.record_type,
+                payload: record.payload,
+            };
+            redo(redo_record).map_err(|detail| WalError::Redo { lsn, detail })?;
+            report.records_replayed += 1;
+        }
+        offset = at + record.encoded_len();
+        lsn += 1;
+    }
+}
+
+/// Decides whether the end of the last segment is a torn tail (truncate) or corruption.
+fn check_tail(
+    config: &WalConfig,
+    data: &[u8],
+    seq: u64,
+    stop: &Stop,
+    path: &str,
+    report: &mut RecoveryReport,
+) -> Result<(), WalError> {
+    let found = scan_beyond(config, data, seq, stop.offset + 1, stop.next_lsn);
+    if let Some((offset, lsn, synced)) = found.claims_durable {
+        let detail = format!(
+            "no valid record with LSN {} here, but the record at offset {offset} (LSN {lsn}) was \
+             written after LSN {synced} was durable",
+            stop.next_lsn
+        );
+        return Err(corrupt(path.to_string(), stop.offset as u64, detail));
+    }
+    let block_end = stop.offset.next_multiple_of(IO_ALIGN).min(data.len());
+    let dirty_block = data
+        .get(stop.offset..block_end)
+        .is_some_and(|rest| rest.iter().any(|&b| b != 0));
+    if found.any_valid || dirty_block {
+        tracing::warn!(
+            path,
+            offset = stop.offset,
+            next_lsn = stop.next_lsn,
+            "truncating a torn WAL tail"
+        );
+        report.torn_tail = Some(TornTail {
+            path: path.to_string(),
+            offset: stop.offset as u64,
+        });
+    }
+    Ok(())
+}
+
+struct Beyond {
+    any_valid: bool,
+    /// A record (offset, LSN, synced hint) whose hint covers the missing LSN.
+    claims_durable: Option<(usize, Lsn, Lsn)>,
+}
+
+/// Looks at every byte offset from `from` for a valid record of segment `seq`.
+fn scan_beyond(config: &WalConfig, data: &[u8], seq: u64, from: usize, missing: Lsn) -> Beyond {
+    let payload_max = config.payload_bytes_max();
+    let mut beyond = Beyond {
+        any_valid: false,
+        claims_durable: None,
+    };
+    let last = data.len().saturating_sub(RECORD_HEADER_BYTES);
+    for offset in from..=last {
+        // Cheap filter before the CRC: the type byte of a record is never zero.
+        if data[offset + 24] == 0 {
+            continue;
+        }
+        if let Some(r) = decode_record(data, offset, seq, payload_max) {
+            beyond.any_valid = true;
+            if r.synced_lsn >= missing && beyond.claims_durable.is_none() {
+                beyond.claims_durable = Some((offset, r.lsn, r.synced_lsn));
+            }
+        }
+    }
+    beyond
+}
+
+/// Trailing segments with torn headers may hold records of their first flush; if any claims
+/// that a record past the end of the log was durable, the log lost durable records.
+fn check_trailing<V: Vfs>(
+    vfs: &mut V,
+    config: &WalConfig,
+    unusable: &[u64],
+    last_seq: u64,
+    next_lsn: Lsn,
+) -> Result<(), WalError> {
+    for &seq in unusable.iter().filter(|&&seq| seq > last_seq) {
+        let mut file = vfs.open(&segment_name(seq), OpenMode::Existing)?;
+        let window = (SEGMENT_HEADER_BYTES + config.flush_bytes_max) as u64;
+        let size = file.size().min(window);
+        let data = read_file(&mut file, size)?;
+        let found = scan_beyond(config, &data, seq, SEGMENT_HEADER_BYTES, next_lsn);
+        if let Some((offset, lsn, synced)) = found.claims_durable {
+            let detail = format!(
+                "segment header is invalid but its record LSN {lsn} says LSN {synced} was durable; \
+                 the log ends before LSN {next_lsn}"
+            );
+            return Err(corrupt(file.path().to_string(), offset as u64, detail));
+        }
+    }
+    Ok(())
+}
+
+/// Renames unusable segment files (torn new segments, old garbage) into the free pool.
+fn pool_files<V: Vfs>(
+    vfs: &mut V,
+    pool: &mut Vec<FreeFile>,
+    seqs: impl Iterator<Item = u64>,
+) -> Result<(), WalError> {
+    let mut moved = false;
+    for seq in seqs {
+        let name = free_name(seq);
+        vfs.rename(&segment_name(seq), &name)?;
+        pool.push(FreeFile { name });
+        moved = true;
+    }
+    if moved {
+        vfs.sync_dir()?;
+    }
+    Ok(())
+}

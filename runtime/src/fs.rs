@@ -1,0 +1,449 @@
+//! Files on io_uring: the engine's [`Vfs`] and [`Storage`] traits over direct I/O.
+//!
+//! A [`UringVfs`] is a directory; its files submit reads, writes, RWF_DSYNC writes and fdatasyncs
+//! to the ring of the core they were opened on (or, off the runtime, to a private ring owned by
+//! the Vfs, for tools and tests). Invariants, matching `jube_engine::storage`:
+//! - misaligned offsets, lengths or buffers are rejected at submit with `InvalidInput`;
+//! - operations are not ordered; a `SyncData` is an IORING_OP_FSYNC(DATASYNC) submitted after the
+//!   caller saw its writes complete, which is exactly the trait's guarantee (the kernel's fdatasync
+//!   covers at least the writes completed before it started);
+//! - each completion is delivered once, by `poll` or `wait`; `wait` drives the ring until its own
+//!   operation finishes and leaves the others' completions in the reactor for `poll`;
+//! - a read that reaches past the end of the file reports the bytes inside it and zeroes the rest
+//!   of the buffer (O_DIRECT leaves it untouched); a short write is an error (`Io`), never retried;
+//! - where the filesystem refuses O_DIRECT the file is opened buffered (logged once per process);
+//!   durability is then the same, from fdatasync or RWF_DSYNC.
+//!
+//! Directory operations (open, rename, remove, list, sync_dir) are rare and run as ordinary
+//! blocking system calls on the calling core.
+
+use crate::executor;
+use crate::reactor::{OpId, QueueFull, Reactor, ReactorOptions};
+use crate::sys::file::{open_data_file, Caching};
+use crate::sys::ring::{FdHandle, OpSpec, Payload};
+use jube_engine::storage::{
+    check_aligned, AlignedBuf, Completion, IoError, IoErrorKind, Op, OpenMode, Storage, Vfs,
+    IO_ALIGN,
+};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// How files are opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectIo {
+    /// O_DIRECT, falling back to buffered I/O where the filesystem refuses it (the default).
+    Prefer,
+    /// Always buffered (for tests of the fallback path, and filesystems that accept O_DIRECT at
+    /// open but fail it at write).
+    Never,
+}
+
+/// A directory of data files on io_uring. Clones share the ring (a shard's tree and WAL hold one
+/// each).
+#[derive(Clone)]
+pub struct UringVfs {
+    dir: PathBuf,
+    location: String,
+    reactor: Rc<Reactor>,
+    direct: DirectIo,
+}
+
+impl UringVfs {
+    /// The directory `dir` (which must exist), with O_DIRECT preferred. On a runtime core its files
+    /// use that core's ring; elsewhere a private ring.
+    pub fn open(dir: impl AsRef<Path>) -> Result<UringVfs, IoError> {
+        UringVfs::open_with(dir, DirectIo::Prefer)
+    }
+
+    pub fn open_with(dir: impl AsRef<Path>, direct: DirectIo) -> Result<UringVfs, IoError> {
+        let dir = dir.as_ref().to_path_buf();
+        let location = dir.display().to_string();
+        if !dir.is_dir() {
+            return Err(IoError::new(
+                IoErrorKind::NotFound,
+                &location,
+                None,
+                "not a directory",
+            ));
+        }
+        let reactor = match executor::try_current_reactor() {
+            Some(reactor) => reactor,
+            None => Rc::new(Reactor::new(ReactorOptions::default()).map_err(|err| {
+                IoError::new(
+                    IoErrorKind::Other,
+                    &location,
+                    None,
+                    format!("io_uring setup failed: {err}"),
+                )
+            })?),
+        };
+        Ok(UringVfs {
+            dir,
+            location,
+            reactor,
+            direct,
+        })
+    }
+
+    fn path_of(&self, name: &str) -> Result<PathBuf, IoError> {
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.contains('/')
+            || name.contains('\0')
+        {
+            return Err(IoError::new(
+                IoErrorKind::InvalidInput,
+                &self.location,
+                None,
+                format!("{name:?} is not a single path component"),
+            ));
+        }
+        Ok(self.dir.join(name))
+    }
+
+    fn error(&self, err: &std::io::Error, path: &Path) -> IoError {
+        IoError::from_std(err, &path.display().to_string(), None)
+    }
+}
+
+impl Vfs for UringVfs {
+    type File = UringFile;
+
+    fn open(&mut self, name: &str, mode: OpenMode) -> Result<UringFile, IoError> {
+        let path = self.path_of(name)?;
+        let create_new = mode == OpenMode::CreateNew;
+        let (file, caching) = open_data_file(&path, create_new, self.direct == DirectIo::Prefer)
+            .map_err(|err| self.error(&err, &path))?;
+        if caching == Caching::Buffered
+            && self.direct == DirectIo::Prefer
+            && !FALLBACK_LOGGED.swap(true, Ordering::Relaxed)
+        {
+            tracing::warn!(
+                dir = %self.location,
+                "the filesystem refused O_DIRECT: using buffered I/O with fdatasync (durable, but through the page cache)"
+            );
+        }
+        let size = file
+            .metadata()
+            .map_err(|err| self.error(&err, &path))?
+            .len();
+        Ok(UringFile {
+            file: Rc::new(file),
+            path: path.display().to_string(),
+            reactor: self.reactor.clone(),
+            pending: Vec::new(),
+            size,
+            caching,
+        })
+    }
+
+    fn exists(&mut self, name: &str) -> bool {
+        self.path_of(name)
+            .map(|path| path.exists())
+            .unwrap_or(false)
+    }
+
+    fn remove(&mut self, name: &str) -> Result<(), IoError> {
+        let path = self.path_of(name)?;
+        std::fs::remove_file(&path).map_err(|err| self.error(&err, &path))
+    }
+
+    fn rename(&mut self, from: &str, to: &str) -> Result<(), IoError> {
+        let (from_path, to_path) = (self.path_of(from)?, self.path_of(to)?);
+        std::fs::rename(&from_path, &to_path).map_err(|err| self.error(&err, &from_path))
+    }
+
+    fn list(&mut self) -> Result<Vec<String>, IoError> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|err| self.error(&err, &self.dir))?;
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|err| self.error(&err, &self.dir))?;
+            let is_file = entry
+                .file_type()
+                .map(|kind| kind.is_file())
+                .unwrap_or(false);
+            if let (true, Some(name)) = (is_file, entry.file_name().to_str()) {
+                names.push(name.to_string());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn sync_dir(&mut self) -> Result<(), IoError> {
+        let dir = File::open(&self.dir).map_err(|err| self.error(&err, &self.dir))?;
+        dir.sync_all().map_err(|err| self.error(&err, &self.dir))
+    }
+
+    fn subdir(&mut self, name: &str) -> Result<UringVfs, IoError> {
+        let path = self.path_of(name)?;
+        if !path.is_dir() {
+            std::fs::create_dir(&path).map_err(|err| self.error(&err, &path))?;
+            self.sync_dir()?;
+        }
+        let location = path.display().to_string();
+        Ok(UringVfs {
+            dir: path,
+            location,
+            reactor: self.reactor.clone(),
+            direct: self.direct,
+        })
+    }
+
+    fn location(&self) -> &str {
+        &self.location
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Read,
+    Write,
+    SyncData,
+}
+
+struct Pending {
+    user_data: u64,
+    op: OpId,
+    kind: Kind,
+    offset: u64,
+    len: usize,
+}
+
+/// One open data file; its operations go through the ring of the core it was opened on.
+pub struct UringFile {
+    file: Rc<File>,
+    path: String,
+    reactor: Rc<Reactor>,
+    pending: Vec<Pending>,
+    size: u64,
+    caching: Caching,
+}
+
+impl UringFile {
+    /// Whether the file bypasses the page cache (false after the O_DIRECT fallback).
+    pub fn is_direct(&self) -> bool {
+        self.caching == Caching::Direct
+    }
+
+    /// Submits a write linked to an fdatasync that starts only after the write succeeded
+    /// (IOSQE_IO_LINK): one submission for a durable append. Two completions arrive, tagged
+    /// `write_tag` and `sync_tag`; the sync's is the durability point (-ECANCELED, reported as
+    /// `Other`, if the write failed).
+    pub fn submit_write_then_sync(
+        &mut self,
+        write_tag: u64,
+        sync_tag: u64,
+        offset: u64,
+        buf: AlignedBuf,
+    ) -> Result<(), IoError> {
+        check_aligned(&self.path, offset, buf.len())?;
+        self.check_tag(write_tag);
+        self.check_tag(sync_tag);
+        assert_ne!(write_tag, sync_tag, "write and sync tags must differ");
+        let len = buf.len();
+        let fd: FdHandle = self.file.clone();
+        let (write_op, sync_op) = self
+            .reactor
+            .submit_write_then_sync(fd, offset, buf)
+            .map_err(|_| self.queue_full(offset))?;
+        self.pending.push(Pending {
+            user_data: write_tag,
+            op: write_op,
+            kind: Kind::Write,
+            offset,
+            len,
+        });
+        self.pending.push(Pending {
+            user_data: sync_tag,
+            op: sync_op,
+            kind: Kind::SyncData,
+            offset,
+            len: 0,
+        });
+        Ok(())
+    }
+
+    fn check_tag(&self, user_data: u64) {
+        assert!(
+            self.pending.iter().all(|p| p.user_data != user_data),
+            "user_data {user_data} is already in flight on {}",
+            self.path
+        );
+    }
+
+    fn queue_full(&self, offset: u64) -> IoError {
+        IoError::new(
+            IoErrorKind::QueueFull,
+            &self.path,
+            Some(offset),
+            "too many operations in flight on this core",
+        )
+    }
+
+    fn complete(&mut self, pending: &Pending, result: i32, payload: Payload) -> Completion {
+        let mut buf = match payload {
+            Payload::Aligned(buf) => Some(buf),
+            _ => None,
+        };
+        let offset = (pending.kind != Kind::SyncData).then_some(pending.offset);
+        let result = if result < 0 {
+            let err = std::io::Error::from_raw_os_error(-result);
+            Err(IoError::from_std(&err, &self.path, offset))
+        } else {
+            let count = result as usize;
+            match pending.kind {
+                Kind::Read => {
+                    if let Some(buf) = buf.as_mut() {
+                        buf[count.min(pending.len)..].fill(0);
+                    }
+                    Ok(count)
+                }
+                Kind::Write if count != pending.len => Err(IoError::new(
+                    IoErrorKind::Io,
+                    &self.path,
+                    offset,
+                    format!("short write: {count} of {} bytes", pending.len),
+                )),
+                Kind::Write => {
+                    self.size = self.size.max(pending.offset + count as u64);
+                    Ok(count)
+                }
+                Kind::SyncData => Ok(0),
+            }
+        };
+        Completion {
+            user_data: pending.user_data,
+            result,
+            buf,
+        }
+    }
+}
+
+impl Storage for UringFile {
+    fn submit(&mut self, user_data: u64, op: Op) -> Result<(), IoError> {
+        self.check_tag(user_data);
+        let fd: FdHandle = self.file.clone();
+        let (spec, kind, offset, len) = match op {
+            Op::Read { offset, buf } => {
+                check_aligned(&self.path, offset, buf.len())?;
+                let len = buf.len();
+                (OpSpec::Read { fd, offset, buf }, Kind::Read, offset, len)
+            }
+            Op::Write { offset, buf } => {
+                check_aligned(&self.path, offset, buf.len())?;
+                let len = buf.len();
+                (
+                    OpSpec::Write {
+                        fd,
+                        offset,
+                        buf,
+                        dsync: false,
+                    },
+                    Kind::Write,
+                    offset,
+                    len,
+                )
+            }
+            Op::WriteDsync { offset, buf } => {
+                check_aligned(&self.path, offset, buf.len())?;
+                let len = buf.len();
+                (
+                    OpSpec::Write {
+                        fd,
+                        offset,
+                        buf,
+                        dsync: true,
+                    },
+                    Kind::Write,
+                    offset,
+                    len,
+                )
+            }
+            Op::SyncData => (OpSpec::SyncData { fd }, Kind::SyncData, 0, 0),
+        };
+        debug_assert!(len % IO_ALIGN == 0);
+        let op = self
+            .reactor
+            .submit(spec)
+            .map_err(|QueueFull(_)| self.queue_full(offset))?;
+        self.pending.push(Pending {
+            user_data,
+            op,
+            kind,
+            offset,
+            len,
+        });
+        Ok(())
+    }
+
+    fn poll(&mut self, out: &mut Vec<Completion>) {
+        self.reactor.turn(false);
+        let mut index = 0;
+        while index < self.pending.len() {
+            match self.reactor.take_done(self.pending[index].op) {
+                Some((result, payload)) => {
+                    let pending = self.pending.swap_remove(index);
+                    out.push(self.complete(&pending, result, payload));
+                }
+                None => index += 1,
+            }
+        }
+    }
+
+    fn wait(&mut self, user_data: u64) -> Completion {
+        let index = self
+            .pending
+            .iter()
+            .position(|p| p.user_data == user_data)
+            .unwrap_or_else(|| {
+                panic!(
+                    "wait for user_data {user_data}, which is not in flight on {}",
+                    self.path
+                )
+            });
+        let op = self.pending[index].op;
+        loop {
+            if let Some((result, payload)) = self.reactor.take_done(op) {
+                let pending = self.pending.swap_remove(index);
+                return self.complete(&pending, result, payload);
+            }
+            self.reactor.turn(true);
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn set_size(&mut self, size: u64) -> Result<(), IoError> {
+        self.file
+            .set_len(size)
+            .map_err(|err| IoError::from_std(&err, &self.path, Some(size)))?;
+        self.size = size;
+        Ok(())
+    }
+
+    fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+impl Drop for UringFile {
+    fn drop(&mut self) {
+        // Abandoned operations run to completion (a write is never skipped half-way through a
+        // shutdown); the ring keeps their buffers and the descriptor until they finish.
+        for pending in self.pending.drain(..) {
+            self.reactor.forget(pending.op);
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The unit of work one core asks of another: a call to a shard (or to a core, for INFO), and its
+//! result. Calls and results cross cores inside mesh messages, so every type here is `Send` and
+//! owns its bytes.
+//!
+//! Invariants: every call gets exactly one result, delivered to the slot (local) or ticket (remote)
+//! it came with; a result is computed on the shard's core and is final (durability waits happen
+//! before it is delivered).
+
+use crate::metrics::CoreSnapshot;
+use jube_protocol::{Failure, GetReply, Status};
+use std::ops::Bound;
+
+/// Whom a call is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Shard(usize),
+    /// The core itself (its metrics and the stats of its shards).
+    Core(usize),
+}
+
+/// One entry of a MultiPut: key, value, TTL in ms.
+pub type PutItem = (Vec<u8>, Vec<u8>, Option<u64>);
+
+/// The failure of a call whose output has the wrong variant for its request: a server bug.
+pub fn wrong_output(what: &str) -> Failure {
+    Failure::new(
+        Status::Internal,
+        format!("a shard answered {what} with the wrong kind of result"),
+    )
+}
+
+/// What a shard is asked to do. Keys and values are already validated against the protocol's
+/// limits by the decoder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardOp {
+    Get {
+        key: Vec<u8>,
+        with_version: bool,
+        with_ttl: bool,
+    },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    },
+    Delete {
+        key: Vec<u8>,
+    },
+    /// The keys of a MultiGet that this shard owns, with their positions in the request.
+    MultiGet {
+        items: Vec<(usize, Vec<u8>)>,
+    },
+    /// The entries of a MultiPut that this shard owns, in request order (the last one wins).
+    MultiPut {
+        entries: Vec<PutItem>,
+    },
+    Scan {
+        start: Bound<Vec<u8>>,
+        end: Bound<Vec<u8>>,
+        limit: usize,
+        reverse: bool,
+    },
+    Checkpoint,
+    /// For `Target::Core`: the core's report for INFO.
+    Report,
+}
+
+/// The stats of one shard for INFO.
+#[derive(Debug, Clone)]
+pub struct ShardReport {
+    pub shard: usize,
+    /// "open" or the reason the shard refuses work.
+    pub failure: Option<String>,
+    pub metrics: Vec<(String, u64)>,
+}
+
+/// What core answers a `Report` call with.
+#[derive(Debug, Clone)]
+pub struct CoreReport {
+    pub core: usize,
+    pub shards: Vec<ShardReport>,
+    pub snapshot: CoreSnapshot,
+}
+
+/// A successful call's output.
+#[derive(Debug, Clone)]
+pub enum CallOutput {
+    Get(Option<GetReply>),
+    Done,
+    /// MultiGet: (position in the request, value).
+    Values(Vec<(usize, Option<Vec<u8>>)>),
+    /// Scan: entries in scan order, and whether the shard may hold more in the range.
+    Entries {
+        entries: Vec<(Vec<u8>, Vec<u8>)>,
+        more: bool,
+    },
+    Checkpointed,
+    Report(Box<CoreReport>),
+}
+
+pub type CallResult = Result<CallOutput, Failure>;
+
+/// A call travelling to another core; `ticket` finds its result slot on the way back.
+#[derive(Debug)]
+pub struct Call {
+    pub ticket: u64,
+    pub target: Target,
+    pub op: ShardOp,
+}
+
+/// A result travelling back to the core that made the call.
+#[derive(Debug)]
+pub struct Return {
+    pub ticket: u64,
+    pub result: CallResult,
+}
+
+/// A mesh message: a batch of calls from `from`, or a batch of results for the receiver's calls.
+#[derive(Debug)]
+pub enum MeshMessage {
+    Calls(Vec<Call>),
+    Returns(Vec<Return>),
+}

@@ -1,0 +1,395 @@
+//! One shard on its core: runs calls against the engine and holds each result back until the
+//! engine says it may be acknowledged.
+//!
+//! Invariants:
+//! - a write's result (Put, Delete, MultiPut) is released only once `acked_lsn() >= lsn` of its
+//!   last record, so no client hears of a write the sync policy does not yet cover;
+//! - a read's result is released only once `acked_lsn()` reaches the engine's `read_barrier` for
+//!   the keys it read (for a scan: the engine's `scan_barrier`, the newest unacknowledged write,
+//!   which covers deletes of keys the scan no longer sees), so no client reads an unacknowledged
+//!   write;
+//! - after the engine fails (an I/O error, corruption) the shard is `Failed`: every waiting and
+//!   later call gets `ShardFailed` with the engine's message, until the server restarts;
+//! - waiting results are bounded by the calls in flight, themselves bounded by connections times
+//!   `connection_in_flight_max`.
+
+use crate::call::{CallOutput, CallResult, PutItem, ShardOp, ShardReport};
+use crate::shard_host::{Lsn, Progress, ShardEngine, StoreError, StoredValue};
+use crate::sync::Slot;
+use jube_engine::clock::Clock;
+use jube_protocol::{Failure, GetReply, Status};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Where a call's result goes: a slot on this core, or a ticket of another core.
+pub enum ReplyTo {
+    Local(Rc<Slot<CallResult>>),
+    Remote { core: usize, ticket: u64 },
+}
+
+/// A result ready to deliver.
+pub type Delivery = (ReplyTo, CallResult);
+
+enum State {
+    Open(Box<dyn ShardEngine>),
+    Failed(StoreError),
+    Closed,
+}
+
+/// A call's result, possibly waiting for an LSN to be acknowledged.
+enum Outcome {
+    Ready(CallResult),
+    After(Lsn, CallResult),
+}
+
+pub struct ShardWorker {
+    shard: usize,
+    state: RefCell<State>,
+    clock: Rc<dyn Clock>,
+    /// Results waiting for `acked_lsn`, by (LSN, arrival) so that they leave in LSN order.
+    waiters: RefCell<BTreeMap<(Lsn, u64), Delivery>>,
+    arrivals: Cell<u64>,
+    calls: Cell<u64>,
+    call_errors: Cell<u64>,
+    /// What the engine reported at the last drive, to log checkpoints and rollovers.
+    progress: Cell<Progress>,
+}
+
+fn failure(error: &StoreError) -> Failure {
+    Failure::new(error.status(), error.message())
+}
+
+impl ShardWorker {
+    pub fn open(shard: usize, engine: Box<dyn ShardEngine>, clock: Rc<dyn Clock>) -> ShardWorker {
+        ShardWorker::with_state(shard, State::Open(engine), clock)
+    }
+
+    /// A shard that could not be opened: it answers every call with `error`.
+    pub fn failed(shard: usize, error: StoreError, clock: Rc<dyn Clock>) -> ShardWorker {
+        ShardWorker::with_state(shard, State::Failed(error), clock)
+    }
+
+    fn with_state(shard: usize, state: State, clock: Rc<dyn Clock>) -> ShardWorker {
+        ShardWorker {
+            shard,
+            state: RefCell::new(state),
+            clock,
+            waiters: RefCell::new(BTreeMap::new()),
+            arrivals: Cell::new(0),
+            calls: Cell::new(0),
+            call_errors: Cell::new(0),
+            progress: Cell::new(Progress::default()),
+        }
+    }
+
+    pub fn shard(&self) -> usize {
+        self.shard
+    }
+
+    /// Runs `op`; returns the result if it may be delivered now, else keeps it until its LSN is
+    /// acknowledged (see [`ShardWorker::drive`]) and returns None.
+    pub fn call(&self, op: ShardOp, reply_to: ReplyTo) -> Option<Delivery> {
+        self.calls.set(self.calls.get() + 1);
+        let outcome = self.run(op);
+        let (lsn, result) = match outcome {
+            Outcome::Ready(result) => return Some(self.counted((reply_to, result))),
+            Outcome::After(lsn, result) => (lsn, result),
+        };
+        if self.acked_lsn().is_some_and(|acked| acked >= lsn) {
+            return Some(self.counted((reply_to, result)));
+        }
+        let arrival = self.arrivals.get();
+        self.arrivals.set(arrival + 1);
+        self.waiters
+            .borrow_mut()
+            .insert((lsn, arrival), (reply_to, result));
+        None
+    }
+
+    fn counted(&self, delivery: Delivery) -> Delivery {
+        if delivery.1.is_err() {
+            self.call_errors.set(self.call_errors.get() + 1);
+        }
+        delivery
+    }
+
+    fn acked_lsn(&self) -> Option<Lsn> {
+        match &*self.state.borrow() {
+            State::Open(engine) => Some(engine.acked_lsn()),
+            _ => None,
+        }
+    }
+
+    /// Whether results wait for acknowledgement.
+    pub fn has_waiters(&self) -> bool {
+        !self.waiters.borrow().is_empty()
+    }
+
+    fn run(&self, op: ShardOp) -> Outcome {
+        let mut state = self.state.borrow_mut();
+        let engine = match &mut *state {
+            State::Open(engine) => engine,
+            State::Failed(error) => return Outcome::Ready(Err(failure(error))),
+            State::Closed => {
+                return Outcome::Ready(Err(Failure::new(
+                    Status::ShuttingDown,
+                    "the shard is closed: the server is stopping",
+                )))
+            }
+        };
+        let wall_ms = self.clock.wall_ms();
+        let result = match op {
+            ShardOp::Get {
+                key,
+                with_version,
+                with_ttl,
+            } => get(engine.as_mut(), &key, with_version, with_ttl, wall_ms)
+                .map(|(barrier, reply)| (barrier, CallOutput::Get(reply))),
+            ShardOp::Put { key, value, ttl_ms } => {
+                let expiry_ms = ttl_ms.map(|ttl| wall_ms.saturating_add(ttl));
+                engine
+                    .put(&key, &value, expiry_ms)
+                    .map(|lsn| (Some(lsn), CallOutput::Done))
+            }
+            ShardOp::Delete { key } => engine
+                .delete(&key)
+                .map(|(_, lsn)| (Some(lsn), CallOutput::Done)),
+            ShardOp::MultiGet { items } => multi_get(engine.as_mut(), items, wall_ms),
+            ShardOp::MultiPut { entries } => multi_put(engine.as_mut(), entries, wall_ms),
+            ShardOp::Scan {
+                start,
+                end,
+                limit,
+                reverse,
+            } => scan(engine.as_mut(), &start, &end, limit, reverse, wall_ms)
+                .map(|output| (Some(engine.scan_barrier().unwrap_or(0)), output)),
+            ShardOp::Checkpoint => engine
+                .checkpoint()
+                .map(|()| (None, CallOutput::Checkpointed)),
+            ShardOp::Report => Ok((None, CallOutput::Done)),
+        };
+        match result {
+            Ok((Some(lsn), output)) => Outcome::After(lsn, Ok(output)),
+            Ok((None, output)) => Outcome::Ready(Ok(output)),
+            Err(error) => {
+                let response = Err(failure(&error));
+                if matches!(error, StoreError::Failed(_)) {
+                    drop(state);
+                    self.fail(error);
+                }
+                Outcome::Ready(response)
+            }
+        }
+    }
+
+    /// Poisons the shard: waiting results become `ShardFailed`.
+    fn fail(&self, error: StoreError) {
+        tracing::error!(shard = self.shard, %error, "shard failed: it refuses work until the server restarts");
+        *self.state.borrow_mut() = State::Failed(error);
+    }
+
+    /// Polls the engine, then returns every waiting result whose LSN is acknowledged (all of them,
+    /// as failures, if the engine failed).
+    pub fn drive(&self) -> Vec<Delivery> {
+        let polled = match &mut *self.state.borrow_mut() {
+            State::Open(engine) => engine.poll().map(|()| Some(engine.acked_lsn())),
+            _ => Ok(None),
+        };
+        let acked = match polled {
+            Ok(acked) => acked,
+            Err(error) => {
+                self.fail(error);
+                None
+            }
+        };
+        self.log_progress();
+        let ready: Vec<Delivery> = {
+            let mut waiters = self.waiters.borrow_mut();
+            let keep = match acked {
+                Some(acked) => waiters.split_off(&(acked.saturating_add(1), 0)),
+                None => BTreeMap::new(),
+            };
+            std::mem::replace(&mut *waiters, keep)
+                .into_values()
+                .collect()
+        };
+        let error = match &*self.state.borrow() {
+            State::Open(_) => None,
+            State::Failed(error) => Some(failure(error)),
+            State::Closed => Some(Failure::new(
+                Status::ShuttingDown,
+                "the shard closed before the write was acknowledged",
+            )),
+        };
+        ready
+            .into_iter()
+            .map(|(to, result)| match &error {
+                Some(failure) => self.counted((to, Err(failure.clone()))),
+                None => (to, result),
+            })
+            .collect()
+    }
+
+    /// Logs checkpoint starts and ends and WAL rollovers the last poll made.
+    fn log_progress(&self) {
+        let now = match &*self.state.borrow() {
+            State::Open(engine) => engine.progress(),
+            _ => return,
+        };
+        let before = self.progress.replace(now);
+        let shard = self.shard;
+        if now.checkpoint_running && !before.checkpoint_running {
+            tracing::info!(shard, "checkpoint started");
+        }
+        if now.checkpoints > before.checkpoints {
+            tracing::info!(
+                shard,
+                checkpoint_lsn = now.checkpoint_lsn,
+                duration_us = now.last_checkpoint_us,
+                "checkpoint finished"
+            );
+        }
+        if now.rollovers > before.rollovers {
+            tracing::info!(
+                shard,
+                rollovers = now.rollovers,
+                "WAL rollover to a new segment"
+            );
+        }
+    }
+
+    /// Whether the engine has a WAL flush or checkpoint write outstanding.
+    pub fn io_in_flight(&self) -> bool {
+        match &*self.state.borrow() {
+            State::Open(engine) => engine.io_in_flight(),
+            _ => false,
+        }
+    }
+
+    /// How long until the engine wants `poll` again, if it has a deadline.
+    pub fn next_deadline(&self) -> Option<Duration> {
+        let deadline_ns = match &*self.state.borrow() {
+            State::Open(engine) => engine.next_deadline_ns()?,
+            _ => return None,
+        };
+        Some(Duration::from_nanos(
+            deadline_ns.saturating_sub(self.clock.monotonic_ns()),
+        ))
+    }
+
+    pub fn report(&self) -> ShardReport {
+        let (failure, mut metrics) = match &*self.state.borrow() {
+            State::Open(engine) => (None, engine.stats()),
+            State::Failed(error) => (Some(error.to_string()), Vec::new()),
+            State::Closed => (Some("closed".to_string()), Vec::new()),
+        };
+        metrics.push(("calls".to_string(), self.calls.get()));
+        metrics.push(("call_errors".to_string(), self.call_errors.get()));
+        metrics.push((
+            "results_waiting".to_string(),
+            self.waiters.borrow().len() as u64,
+        ));
+        ShardReport {
+            shard: self.shard,
+            failure,
+            metrics,
+        }
+    }
+
+    /// Closes the engine (its final checkpoint). Results still waiting are answered
+    /// `ShuttingDown`; there are none after a clean drain.
+    pub fn close(&self) -> Result<(), StoreError> {
+        let state = std::mem::replace(&mut *self.state.borrow_mut(), State::Closed);
+        match state {
+            State::Open(engine) => engine.close(),
+            other => {
+                *self.state.borrow_mut() = other;
+                Ok(())
+            }
+        }
+    }
+}
+
+fn live(value: StoredValue, wall_ms: u64) -> Option<StoredValue> {
+    match value.expiry_ms {
+        Some(expiry_ms) if expiry_ms <= wall_ms => None,
+        _ => Some(value),
+    }
+}
+
+type Read<T> = Result<(Option<Lsn>, T), StoreError>;
+
+fn get(
+    engine: &mut dyn ShardEngine,
+    key: &[u8],
+    with_version: bool,
+    with_ttl: bool,
+    wall_ms: u64,
+) -> Read<Option<GetReply>> {
+    let value = engine.get(key)?.and_then(|value| live(value, wall_ms));
+    let reply = value.map(|value| GetReply {
+        version: with_version.then_some(value.version),
+        ttl_remaining_ms: if with_ttl {
+            value.expiry_ms.map(|expiry| expiry - wall_ms)
+        } else {
+            None
+        },
+        value: value.bytes,
+    });
+    Ok((engine.read_barrier(key), reply))
+}
+
+fn multi_get(
+    engine: &mut dyn ShardEngine,
+    items: Vec<(usize, Vec<u8>)>,
+    wall_ms: u64,
+) -> Read<CallOutput> {
+    let mut barrier: Option<Lsn> = None;
+    let mut values = Vec::with_capacity(items.len());
+    for (position, key) in items {
+        let value = engine.get(&key)?.and_then(|value| live(value, wall_ms));
+        barrier = barrier.max(engine.read_barrier(&key));
+        values.push((position, value.map(|value| value.bytes)));
+    }
+    Ok((barrier, CallOutput::Values(values)))
+}
+
+fn multi_put(
+    engine: &mut dyn ShardEngine,
+    entries: Vec<PutItem>,
+    wall_ms: u64,
+) -> Read<CallOutput> {
+    let mut lsn = None;
+    for (key, value, ttl_ms) in entries {
+        let expiry_ms = ttl_ms.map(|ttl| wall_ms.saturating_add(ttl));
+        lsn = lsn.max(Some(engine.put(&key, &value, expiry_ms)?));
+    }
+    Ok((lsn, CallOutput::Done))
+}
+
+fn scan(
+    engine: &mut dyn ShardEngine,
+    start: &Bound<Vec<u8>>,
+    end: &Bound<Vec<u8>>,
+    limit: usize,
+    reverse: bool,
+    wall_ms: u64,
+) -> Result<CallOutput, StoreError> {
+    let (found, more) = engine.scan(as_slice(start), as_slice(end), limit, reverse)?;
+    let entries = found
+        .into_iter()
+        .filter_map(|(key, value)| live(value, wall_ms).map(|value| (key, value.bytes)))
+        .collect();
+    Ok(CallOutput::Entries { entries, more })
+}
+
+fn as_slice(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match bound {
+        Bound::Included(key) => Bound::Included(key.as_slice()),
+        Bound::Excluded(key) => Bound::Excluded(key.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
