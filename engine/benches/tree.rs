@@ -12,7 +12,10 @@
 //! directory under `JUBE_BENCH_DIR` (default: the system temp dir), which must be a real disk for
 //! the numbers to mean anything (tmpfs has no O_DIRECT and no sync cost).
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
 use jube_engine::storage::file::{FileStorage, FileVfs};
 use jube_engine::tree::{Tree, TreeConfig};
 use rand::{Rng, SeedableRng};
@@ -202,12 +205,9 @@ mod others {
     }
 }
 
-fn bench_engine<E: Engine>(c: &mut Criterion, data: &[([u8; KEY_SIZE], [u8; VALUE_SIZE])]) {
-    let mut group = c.benchmark_group("bulk_load");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_millis(1))
-        .throughput(Throughput::Elements(data.len() as u64));
+type Records = [([u8; KEY_SIZE], [u8; VALUE_SIZE])];
+
+fn bench_load<E: Engine>(group: &mut BenchmarkGroup<'_, WallTime>, data: &Records) {
     group.bench_function(BenchmarkId::new(E::NAME, data.len()), |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
@@ -221,45 +221,86 @@ fn bench_engine<E: Engine>(c: &mut Criterion, data: &[([u8; KEY_SIZE], [u8; VALU
             total
         })
     });
-    group.finish();
+}
 
-    let dir = bench_dir();
-    let mut engine = E::load(dir.path(), data);
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let mut group = c.benchmark_group("random_get");
-    group.throughput(Throughput::Elements(GETS_PER_ITER as u64));
-    let keys: Vec<[u8; KEY_SIZE]> = (0..GETS_PER_ITER * 64)
-        .map(|_| data[rng.gen_range(0..data.len())].0)
-        .collect();
-    engine.get_all(&keys); // warm the cache
+fn bench_gets<E: Engine>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    engine: &mut E,
+    keys: &[[u8; KEY_SIZE]],
+) {
+    engine.get_all(keys); // warm the cache
+    let rounds = keys.len() / GETS_PER_ITER;
     let mut round = 0usize;
-    group.bench_function(BenchmarkId::new(E::NAME, data.len()), |b| {
+    group.bench_function(BenchmarkId::new(E::NAME, key_count()), |b| {
         b.iter(|| {
-            round = (round + 1) % 64;
+            round = (round + 1) % rounds;
             engine.get_all(&keys[round * GETS_PER_ITER..(round + 1) * GETS_PER_ITER])
         })
     });
+}
+
+fn bench_scans<E: Engine>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    engine: &mut E,
+    starts: &[[u8; KEY_SIZE]],
+) {
+    let mut next = 0usize;
+    group.bench_function(BenchmarkId::new(E::NAME, key_count()), |b| {
+        b.iter(|| {
+            next = (next + 1) % starts.len();
+            engine.scan(&starts[next])
+        })
+    });
+}
+
+/// Each workload runs every engine back to back, so the engines of one table row are measured
+/// minutes apart at most on this shared machine (compare them as ratios, see docs/benchmarks.md).
+fn benches(c: &mut Criterion) {
+    let data = records(key_count());
+    let mut group = c.benchmark_group("bulk_load");
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(1))
+        .throughput(Throughput::Elements(data.len() as u64));
+    bench_load::<Jube>(&mut group, &data);
+    #[cfg(feature = "compare")]
+    {
+        bench_load::<others::Redb>(&mut group, &data);
+        bench_load::<others::Lmdb>(&mut group, &data);
+    }
+    group.finish();
+
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| bench_dir()).collect();
+    let mut jube = Jube::load(dirs[0].path(), &data);
+    #[cfg(feature = "compare")]
+    let (mut redb, mut lmdb) = (
+        others::Redb::load(dirs[1].path(), &data),
+        others::Lmdb::load(dirs[2].path(), &data),
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let keys: Vec<[u8; KEY_SIZE]> = (0..GETS_PER_ITER * 64)
+        .map(|_| data[rng.gen_range(0..data.len())].0)
+        .collect();
+
+    let mut group = c.benchmark_group("random_get");
+    group.throughput(Throughput::Elements(GETS_PER_ITER as u64));
+    bench_gets(&mut group, &mut jube, &keys);
+    #[cfg(feature = "compare")]
+    {
+        bench_gets(&mut group, &mut redb, &keys);
+        bench_gets(&mut group, &mut lmdb, &keys);
+    }
     group.finish();
 
     let mut group = c.benchmark_group("range_scan_1000");
     group.throughput(Throughput::Elements(SCAN_ROWS as u64));
-    group.bench_function(BenchmarkId::new(E::NAME, data.len()), |b| {
-        b.iter(|| {
-            let start = data[rng.gen_range(0..data.len())].0;
-            engine.scan(&start)
-        })
-    });
-    group.finish();
-}
-
-fn benches(c: &mut Criterion) {
-    let data = records(key_count());
-    bench_engine::<Jube>(c, &data);
+    bench_scans(&mut group, &mut jube, &keys);
     #[cfg(feature = "compare")]
     {
-        bench_engine::<others::Redb>(c, &data);
-        bench_engine::<others::Lmdb>(c, &data);
+        bench_scans(&mut group, &mut redb, &keys);
+        bench_scans(&mut group, &mut lmdb, &keys);
     }
+    group.finish();
 }
 
 criterion_group!(tree_benches, benches);
