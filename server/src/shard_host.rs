@@ -18,10 +18,9 @@ use jube_engine::manifest::Manifest;
 use jube_engine::shard::datadir::{prepare, shard_dir_name};
 use jube_engine::shard::{Shard, ShardConfig, ShardError, ShardStats};
 use jube_engine::storage::file::FileVfs;
-use jube_engine::storage::{IoError, OpenMode, Vfs};
+use jube_engine::storage::{IoError, Vfs};
 use jube_protocol::Status;
-use jube_runtime::{UringFile, UringVfs};
-use std::cell::RefCell;
+use jube_runtime::UringVfs;
 use std::ops::Bound;
 use std::path::Path;
 use std::rc::Rc;
@@ -186,62 +185,6 @@ pub fn shard_config(shard_id: u32, page_size: usize, config: &Config) -> ShardCo
 
 /// What recovery did, as named counts for the start-up log.
 pub type RecoveryCounts = Vec<(String, u64)>;
-
-/// A `UringVfs` shared by the shard and its WAL: the engine clones its directory handle, and
-/// `UringVfs` is not `Clone` (a runtime gap: see the server's report); every clone is the same
-/// directory on the same core's ring, so sharing one behind `Rc<RefCell>` is equivalent.
-#[derive(Clone)]
-pub struct SharedVfs {
-    inner: Rc<RefCell<UringVfs>>,
-    location: Rc<str>,
-}
-
-impl SharedVfs {
-    pub fn new(vfs: UringVfs) -> SharedVfs {
-        let location: Rc<str> = Rc::from(vfs.location());
-        SharedVfs {
-            inner: Rc::new(RefCell::new(vfs)),
-            location,
-        }
-    }
-}
-
-impl Vfs for SharedVfs {
-    type File = UringFile;
-
-    fn open(&mut self, name: &str, mode: OpenMode) -> Result<UringFile, IoError> {
-        self.inner.borrow_mut().open(name, mode)
-    }
-
-    fn exists(&mut self, name: &str) -> bool {
-        self.inner.borrow_mut().exists(name)
-    }
-
-    fn remove(&mut self, name: &str) -> Result<(), IoError> {
-        self.inner.borrow_mut().remove(name)
-    }
-
-    fn rename(&mut self, from: &str, to: &str) -> Result<(), IoError> {
-        self.inner.borrow_mut().rename(from, to)
-    }
-
-    fn list(&mut self) -> Result<Vec<String>, IoError> {
-        self.inner.borrow_mut().list()
-    }
-
-    fn sync_dir(&mut self) -> Result<(), IoError> {
-        self.inner.borrow_mut().sync_dir()
-    }
-
-    fn subdir(&mut self, name: &str) -> Result<SharedVfs, IoError> {
-        let sub = self.inner.borrow_mut().subdir(name)?;
-        Ok(SharedVfs::new(sub))
-    }
-
-    fn location(&self) -> &str {
-        &self.location
-    }
-}
 
 fn stored(value: jube_engine::tree::Value) -> StoredValue {
     StoredValue {
@@ -426,7 +369,7 @@ pub fn open_shard(
     config: &Config,
     clock: Rc<dyn Clock>,
 ) -> Result<(Box<dyn ShardEngine>, RecoveryCounts), StoreError> {
-    let mut root = SharedVfs::new(UringVfs::open(data_dir)?);
+    let mut root = UringVfs::open(data_dir)?;
     let dir = root.subdir(&shard_dir_name(shard_id))?;
     let (shard, report) =
         Shard::open(dir, shard_config(shard_id, layout.page_size, config), clock)?;
