@@ -105,12 +105,15 @@ fn read_header<V: Vfs>(vfs: &mut V, seq: u64, config: &WalConfig) -> Result<Head
     })
 }
 
-/// Scans the directory, replays records with LSN >= `replay_from`, and moves trailing and
-/// unusable segment files into the free pool. See the module docs for the rules.
+/// Scans the directory, replays records with LSN >= `replay_from` (with `retained`: every
+/// record of the contiguous run of segments that ends in the log, from the oldest one still
+/// present), and moves trailing and unusable segment files into the free pool. See the module
+/// docs for the rules.
 pub(super) fn recover<V, F>(
     vfs: &mut V,
     config: &WalConfig,
     replay_from: Lsn,
+    retained: bool,
     redo: &mut F,
 ) -> Result<Recovered, WalError>
 where
@@ -165,9 +168,21 @@ where
             report,
         });
     };
+    // Segments are released oldest first, so the ones still present before the replay point
+    // form a run of consecutive sequence numbers ending at it; an older segment separated by a
+    // gap was released (its rename undone by a crash) and holds nothing anyone needs.
+    let mut start = start;
+    while retained && start > 0 && valid[start - 1].seq + 1 == valid[start].seq {
+        start -= 1;
+    }
     let chain = &valid[start..];
     check_chain(vfs, &headers, chain)?;
-    let next_lsn = replay_chain(vfs, config, chain, replay_from, redo, &mut report)?;
+    let hand_from = if retained {
+        chain[0].first_lsn
+    } else {
+        replay_from
+    };
+    let next_lsn = replay_chain(vfs, config, chain, hand_from, redo, &mut report)?;
     let last_seq = chain.last().expect("chain is not empty").seq;
     let unusable: Vec<u64> = headers
         .iter()
