@@ -45,10 +45,11 @@ pub struct Evaluation {
     pub writes: Vec<ResolvedWrite>,
 }
 
-/// Parses a decimal-ASCII i64: an optional '-' and 1 to 19 digits (no '+', no spaces).
+/// Parses a decimal-ASCII i64: an optional '-' and one or more digits (leading zeros allowed;
+/// no '+', no spaces), in the i64 range.
 pub fn parse_int(bytes: &[u8]) -> Option<i64> {
     let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
     std::str::from_utf8(bytes).ok()?.parse().ok()
@@ -425,6 +426,8 @@ mod tests {
     fn integers_parse_strictly() {
         assert_eq!(parse_int(b"0"), Some(0));
         assert_eq!(parse_int(b"-17"), Some(-17));
+        assert_eq!(parse_int(b"007"), Some(7));
+        assert_eq!(parse_int(&[b'0'; 40]), Some(0));
         assert_eq!(parse_int(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_int(b"-9223372036854775808"), Some(i64::MIN));
         for bad in [&b""[..], b"-", b"+1", b" 1", b"1 ", b"1.0", b"9223372036854775808", b"0x1"] {

@@ -177,12 +177,11 @@ where
     }
     let chain = &valid[start..];
     check_chain(vfs, &headers, chain)?;
-    let hand_from = if retained {
-        chain[0].first_lsn
-    } else {
-        replay_from
+    let from = ReplayFrom {
+        lsn: replay_from,
+        retained,
     };
-    let next_lsn = replay_chain(vfs, config, chain, hand_from, redo, &mut report)?;
+    let next_lsn = replay_chain(vfs, config, chain, from, redo, &mut report)?;
     let last_seq = chain.last().expect("chain is not empty").seq;
     let unusable: Vec<u64> = headers
         .iter()
@@ -246,12 +245,20 @@ fn check_chain<V: Vfs>(
     Ok(())
 }
 
+/// Which records go to the redo callback: those from `lsn` on, or with `retained` all of them
+/// (only those from `lsn` on count as replayed).
+#[derive(Debug, Clone, Copy)]
+struct ReplayFrom {
+    lsn: Lsn,
+    retained: bool,
+}
+
 /// Walks the chain, replaying records; returns the LSN after the last valid one.
 fn replay_chain<V, F>(
     vfs: &mut V,
     config: &WalConfig,
     chain: &[SegmentHeader],
-    replay_from: Lsn,
+    replay_from: ReplayFrom,
     redo: &mut F,
     report: &mut RecoveryReport,
 ) -> Result<Lsn, WalError>
@@ -300,7 +307,7 @@ fn walk_segment<F>(
     data: &[u8],
     header: &SegmentHeader,
     path: &str,
-    replay_from: Lsn,
+    replay_from: ReplayFrom,
     redo: &mut F,
     report: &mut RecoveryReport,
 ) -> Result<Stop, WalError>
@@ -334,14 +341,16 @@ where
                 next_lsn: lsn,
             });
         };
-        if record.lsn >= replay_from {
+        if replay_from.retained || record.lsn >= replay_from.lsn {
             let redo_record = RedoRecord {
                 lsn,
                 record_type: record.record_type,
                 payload: record.payload,
             };
             redo(redo_record).map_err(|detail| WalError::Redo { lsn, detail })?;
-            report.records_replayed += 1;
+            if record.lsn >= replay_from.lsn {
+                report.records_replayed += 1;
+            }
         }
         offset = at + record.encoded_len();
         lsn += 1;
