@@ -174,9 +174,17 @@ impl Record {
 }
 
 enum InFlight {
-    Cross { coordinator: Coordinator, record: usize },
-    Single { record: usize },
-    Get { record: usize, key: Vec<u8> },
+    Cross {
+        coordinator: Box<Coordinator>,
+        record: usize,
+    },
+    Single {
+        record: usize,
+    },
+    Get {
+        record: usize,
+        key: Vec<u8>,
+    },
 }
 
 struct Sim {
@@ -359,8 +367,14 @@ impl Sim {
                 } else {
                     self.other_shard(a)
                 };
-                let from = key(a, &format!("acct{}", self.rng.gen_range(0..ACCOUNTS_PER_SHARD)));
-                let mut to = key(b, &format!("acct{}", self.rng.gen_range(0..ACCOUNTS_PER_SHARD)));
+                let from = key(
+                    a,
+                    &format!("acct{}", self.rng.gen_range(0..ACCOUNTS_PER_SHARD)),
+                );
+                let mut to = key(
+                    b,
+                    &format!("acct{}", self.rng.gen_range(0..ACCOUNTS_PER_SHARD)),
+                );
                 if to == from {
                     to = key(b, "acct-spare");
                 }
@@ -377,7 +391,10 @@ impl Sim {
             35..=59 => {
                 for _ in 0..self.rng.gen_range(1..=3) {
                     let shard = self.random_shard();
-                    let reg = key(shard, &format!("reg{}", self.rng.gen_range(0..REGISTERS_PER_SHARD)));
+                    let reg = key(
+                        shard,
+                        &format!("reg{}", self.rng.gen_range(0..REGISTERS_PER_SHARD)),
+                    );
                     if items.iter().any(|(k, _)| *k == reg) {
                         continue;
                     }
@@ -394,7 +411,10 @@ impl Sim {
             }
             60..=74 => {
                 let shard = self.random_shard();
-                let task = key(shard, &format!("task{}", self.rng.gen_range(0..TASKS_PER_SHARD)));
+                let task = key(
+                    shard,
+                    &format!("task{}", self.rng.gen_range(0..TASKS_PER_SHARD)),
+                );
                 let counter_shard = self.other_shard(shard);
                 let open = AssertionKind::ValueEquals(b"open".to_vec());
                 items.push((task.clone(), Item::Assert(open)));
@@ -403,21 +423,35 @@ impl Sim {
                     expiry_ms: 0,
                 };
                 items.push((task, Item::Op(claim)));
-                items.push((key(counter_shard, "claims"), Item::Op(OpKind::Add { delta: 1 })));
+                items.push((
+                    key(counter_shard, "claims"),
+                    Item::Op(OpKind::Add { delta: 1 }),
+                ));
                 Kind::Claim
             }
             75..=84 => {
                 let a = self.random_shard();
                 let b = self.other_shard(a);
                 for shard in [a, b] {
-                    let reg = key(shard, &format!("reg{}", self.rng.gen_range(0..REGISTERS_PER_SHARD)));
-                    items.push((reg, Item::Op(OpKind::Read { with_version: false })));
+                    let reg = key(
+                        shard,
+                        &format!("reg{}", self.rng.gen_range(0..REGISTERS_PER_SHARD)),
+                    );
+                    items.push((
+                        reg,
+                        Item::Op(OpKind::Read {
+                            with_version: false,
+                        }),
+                    ));
                 }
                 Kind::ReadOnly
             }
             _ => {
                 let shard = self.random_shard();
-                let reg = key(shard, &format!("reg{}", self.rng.gen_range(0..REGISTERS_PER_SHARD)));
+                let reg = key(
+                    shard,
+                    &format!("reg{}", self.rng.gen_range(0..REGISTERS_PER_SHARD)),
+                );
                 let parts = Sim::build(vec![(
                     reg.clone(),
                     Item::Op(OpKind::Read {
@@ -456,7 +490,10 @@ impl Sim {
         }
         let record = self.new_record(kind, &parts);
         self.history[record].task = task;
-        self.trace(format!("client {client} starts txn {}: {parts:?}", self.history[record].tag));
+        self.trace(format!(
+            "client {client} starts txn {}: {parts:?}",
+            self.history[record].tag
+        ));
         if parts.len() == 1 {
             let (shard, part) = parts.into_iter().next().expect("one part");
             self.clients[client] = Some(InFlight::Single { record });
@@ -468,7 +505,7 @@ impl Sim {
             self.send(message);
             return;
         }
-        let mut coordinator = Coordinator::new(parts.into_iter().collect());
+        let mut coordinator = Box::new(Coordinator::new(parts.into_iter().collect()));
         let steps = coordinator.take_steps();
         self.clients[client] = Some(InFlight::Cross {
             coordinator,
@@ -595,15 +632,16 @@ impl Sim {
         self.trace(format!("shard {shard} <- client {client}: {call:?}"));
         let worker = &mut self.workers[shard as usize];
         let (answer, unpark) = match call.clone() {
-            Call::Step(Step::Prepare { request, .. }) => {
-                match worker.shard.prepare_txn(&request) {
-                    Err(ShardError::Locked { holder, .. }) => {
-                        self.park(shard, holder, client, call);
-                        return;
-                    }
-                    reply => (Some(Answer::Feedback(Feedback::Prepared { shard, reply })), None),
+            Call::Step(Step::Prepare { request, .. }) => match worker.shard.prepare_txn(&request) {
+                Err(ShardError::Locked { holder, .. }) => {
+                    self.park(shard, holder, client, call);
+                    return;
                 }
-            }
+                reply => (
+                    Some(Answer::Feedback(Feedback::Prepared { shard, reply })),
+                    None,
+                ),
+            },
             Call::Step(Step::AwaitDurable { lsn, .. }) => {
                 let answer = Answer::Feedback(Feedback::Durable {
                     shard,
@@ -637,7 +675,9 @@ impl Sim {
                 }
                 Ok(reply) => {
                     let lsn = reply.wait_lsn;
-                    worker.waiting.push((lsn, client, Answer::Applied(Ok(reply))));
+                    worker
+                        .waiting
+                        .push((lsn, client, Answer::Applied(Ok(reply))));
                     return;
                 }
                 Err(error) => (Some(Answer::Applied(Err(error))), None),
@@ -661,8 +701,10 @@ impl Sim {
         }
         if let Some(id) = unpark {
             let worker = &mut self.workers[shard as usize];
-            let (ready, parked): (Vec<_>, Vec<_>) =
-                worker.parked.drain(..).partition(|(holder, _, _)| *holder == id);
+            let (ready, parked): (Vec<_>, Vec<_>) = worker
+                .parked
+                .drain(..)
+                .partition(|(holder, _, _)| *holder == id);
             worker.parked = parked;
             for (_, client, call) in ready {
                 self.on_call(shard, client, call);
@@ -700,8 +742,10 @@ impl Sim {
                 return false;
             }
             let acked = worker.shard.acked_lsn();
-            let (ready, waiting): (Vec<_>, Vec<_>) =
-                worker.waiting.drain(..).partition(|(lsn, _, _)| *lsn <= acked);
+            let (ready, waiting): (Vec<_>, Vec<_>) = worker
+                .waiting
+                .drain(..)
+                .partition(|(lsn, _, _)| *lsn <= acked);
             worker.waiting = waiting;
             for (_, client, answer) in ready {
                 self.send(Message::ToClient { client, answer });
@@ -912,9 +956,11 @@ impl Sim {
                 total += balance;
             }
         }
-        let expected =
-            BALANCE_INITIAL * (ACCOUNTS_PER_SHARD as i64) * i64::from(self.shard_count);
-        assert_eq!(total, expected, "seed {seed}: money was created or destroyed");
+        let expected = BALANCE_INITIAL * (ACCOUNTS_PER_SHARD as i64) * i64::from(self.shard_count);
+        assert_eq!(
+            total, expected,
+            "seed {seed}: money was created or destroyed"
+        );
     }
 
     fn check_claims(&self, state: &BTreeMap<Vec<u8>, Vec<u8>>, applied: &BTreeSet<u64>) {
@@ -952,10 +998,16 @@ impl Sim {
             let record = claims_by_tag
                 .get(&tag)
                 .unwrap_or_else(|| panic!("seed {seed}: {text} names unknown claim {tag}"));
-            assert!(applied.contains(&tag), "seed {seed}: {text} names unapplied {tag}");
+            assert!(
+                applied.contains(&tag),
+                "seed {seed}: {text} names unapplied {tag}"
+            );
             assert_eq!(record.task.as_deref(), Some(key.as_slice()), "seed {seed}");
             if let Some(&acked) = acked_claims.get(key) {
-                assert_eq!(acked, tag, "seed {seed}: {text}: acknowledged claim overwritten");
+                assert_eq!(
+                    acked, tag,
+                    "seed {seed}: {text}: acknowledged claim overwritten"
+                );
             }
         }
         for (task, tag) in &acked_claims {
@@ -968,9 +1020,17 @@ impl Sim {
         let counted: i64 = state
             .iter()
             .filter(|(k, _)| k.ends_with(b":claims"))
-            .map(|(_, v)| std::str::from_utf8(v).expect("ascii").parse::<i64>().expect("int"))
+            .map(|(_, v)| {
+                std::str::from_utf8(v)
+                    .expect("ascii")
+                    .parse::<i64>()
+                    .expect("int")
+            })
             .sum();
-        assert_eq!(counted, claimed, "seed {seed}: claim counters disagree with the tasks");
+        assert_eq!(
+            counted, claimed,
+            "seed {seed}: claim counters disagree with the tasks"
+        );
     }
 
     /// The register history: values name their writer, so reads and overwrites give a
@@ -1136,12 +1196,33 @@ fn cross_shard_transactions_survive_power_cuts() {
     let seed_count = seeds.len() as u64;
     eprintln!("txn simulation probes: {total:?}");
     if seeds.len() >= 8 {
-        assert!(total.committed_cross > 100, "too few cross-shard commits: {total:?}");
-        assert!(total.committed_single > 50, "too few single-shard commits: {total:?}");
-        assert!(total.parked > 0, "no call ever waited for a lock: {total:?}");
-        assert!(total.failed_assertions > 0, "no assertion ever failed: {total:?}");
-        assert!(total.recoveries >= 3 * seed_count, "too few crashes: {total:?}");
-        assert!(total.resolved_commit > 0, "no in-doubt txn resolved to commit: {total:?}");
-        assert!(total.resolved_abort > 0, "no in-doubt txn resolved to abort: {total:?}");
+        assert!(
+            total.committed_cross > 100,
+            "too few cross-shard commits: {total:?}"
+        );
+        assert!(
+            total.committed_single > 50,
+            "too few single-shard commits: {total:?}"
+        );
+        assert!(
+            total.parked > 0,
+            "no call ever waited for a lock: {total:?}"
+        );
+        assert!(
+            total.failed_assertions > 0,
+            "no assertion ever failed: {total:?}"
+        );
+        assert!(
+            total.recoveries >= 3 * seed_count,
+            "too few crashes: {total:?}"
+        );
+        assert!(
+            total.resolved_commit > 0,
+            "no in-doubt txn resolved to commit: {total:?}"
+        );
+        assert!(
+            total.resolved_abort > 0,
+            "no in-doubt txn resolved to abort: {total:?}"
+        );
     }
 }
