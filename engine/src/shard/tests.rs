@@ -452,7 +452,7 @@ fn input_limits_are_errors_that_change_nothing() {
         shard.put(&long_key, b"v", 0),
         Err(ShardError::KeyTooLarge { .. })
     ));
-    let big = vec![0; shard.config().tree.value_inline_max() + 1];
+    let big = vec![0; crate::constants::VALUE_SIZE_MAX + 1];
     assert!(matches!(
         shard.put(b"k", &big, 0),
         Err(ShardError::ValueTooLarge { .. })
