@@ -139,9 +139,13 @@ impl<V: Vfs + Clone> Shard<V> {
         self.gc.next_slice_ns = now.saturating_add(interval_ns);
         let victim = self.gc.victim.as_ref().expect("a victim");
         let (segment, position) = (victim.segment, victim.position);
-        let result = self.vlog.scan_segment(segment, position);
-        let (records, next, ended) =
-            result.map_err(|error| self.classify(ShardError::from(error)))?;
+        // A segment with nothing live left needs no reading: it only waits to be deleted.
+        let (records, next, ended) = if self.vlog.live_bytes(segment) == 0 {
+            (Vec::new(), position, true)
+        } else {
+            let result = self.vlog.scan_segment(segment, position);
+            result.map_err(|error| self.classify(ShardError::from(error)))?
+        };
         for record in records {
             let still_here = self.pointer_of(&record.key)? == Some(record.pointer);
             if !still_here {

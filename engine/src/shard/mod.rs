@@ -506,6 +506,11 @@ impl<V: Vfs + Clone> Shard<V> {
         self.unacked_order.back().map(|&(lsn, _)| lsn)
     }
 
+    /// The LSN of the last record logged (writes, sweeper deletes and value-log moves).
+    pub fn last_lsn(&self) -> Lsn {
+        self.wal.next_lsn() - 1
+    }
+
     /// Writes with an LSN up to this may be acknowledged under the sync policy.
     pub fn acked_lsn(&self) -> Lsn {
         self.wal.ack_lsn()
