@@ -36,6 +36,8 @@ pub mod vlog;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_vlog;
 
 use crate::clock::Clock;
 use crate::constants::{VALUE_KIND_POINTER, VALUE_SIZE_MAX};
