@@ -123,9 +123,17 @@ fn v2_config() -> ShardConfig {
 /// Key `i` of the v2 fixture: every third value is large (in the value log).
 fn v2_entry(i: u32) -> (Vec<u8>, Vec<u8>, u64) {
     let key = format!("v2/{i:03}").into_bytes();
-    let len = if i % 3 == 0 { 1_500 + 97 * i as usize } else { 10 + i as usize };
+    let len = if i % 3 == 0 {
+        1_500 + 97 * i as usize
+    } else {
+        10 + i as usize
+    };
     let value = (0..len).map(|b| (b as u32 * 7 + i) as u8).collect();
-    let expiry = if i % 4 == 0 { T0 + 3_600_000 + u64::from(i) } else { 0 };
+    let expiry = if i % 4 == 0 {
+        T0 + 3_600_000 + u64::from(i)
+    } else {
+        0
+    };
     (key, value, expiry)
 }
 
@@ -209,8 +217,15 @@ fn v2_fixture_opens_holds_its_data_and_is_reproduced() {
             6 => assert_eq!(got, None, "deleted"),
             3 => {
                 let got = got.expect("present");
-                assert_eq!((got.bytes, got.expiry_ms), (value[..1_200].to_vec(), expiry));
-                assert_eq!(got.version, u64::from(V2_KEYS + 1), "version of the overwrite");
+                assert_eq!(
+                    (got.bytes, got.expiry_ms),
+                    (value[..1_200].to_vec(), expiry)
+                );
+                assert_eq!(
+                    got.version,
+                    u64::from(V2_KEYS + 1),
+                    "version of the overwrite"
+                );
             }
             _ => {
                 let got = got.expect("present");
