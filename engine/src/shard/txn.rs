@@ -15,9 +15,10 @@
 //!   the checkpoint only rebuild prepares, decisions and outcomes; those above it also apply
 //!   their writes, exactly as the original calls did.
 
-use super::{Shard, ShardError};
+use super::{Pointer, Shard, ShardError};
+use crate::constants::VALUE_KIND_POINTER;
 use crate::storage::{Storage, Vfs};
-use crate::tree::{Tree, TreeError};
+use crate::tree::{Tree, TreeError, Value};
 use crate::txn::record::TxnRecord;
 use crate::txn::{
     evaluate, PrepareReply, PrepareRequest, ResolvedWrite, TxnId, TxnOutcome, TxnPart, TxnReply,
@@ -520,9 +521,21 @@ impl<V: Vfs + Clone> Shard<V> {
         for assertion in &part.assertions {
             self.check_sizes(&assertion.key, b"")?;
         }
+        // A transaction's writes are logged whole in its WAL record and applied inline: values
+        // above the inline threshold (which single puts send to the value log) are refused here,
+        // before anything is logged.
+        let inline_max = self.tree.config().value_inline_max();
         for op in &part.ops {
             match &op.kind {
-                crate::txn::OpKind::Put { value, .. } => self.check_sizes(&op.key, value)?,
+                crate::txn::OpKind::Put { value, .. } => {
+                    self.check_sizes(&op.key, value)?;
+                    if value.len() > inline_max {
+                        return Err(ShardError::ValueTooLarge {
+                            size: value.len(),
+                            max: inline_max,
+                        });
+                    }
+                }
                 _ => self.check_sizes(&op.key, b"")?,
             }
         }
@@ -543,8 +556,32 @@ impl<V: Vfs + Clone> Shard<V> {
     ) -> Result<Result<crate::txn::Evaluation, crate::txn::TxnFailure>, ShardError> {
         let now = self.now_ms();
         let tree = &mut self.tree;
-        let result = evaluate(part, now, |key| tree.get(key));
-        self.check_tree(result)
+        let vlog = &mut self.vlog;
+        // Values in the value log are read through their pointer, as `Shard::get` does.
+        let result = evaluate(part, now, |key| {
+            let found = tree.get_with(key, |value| {
+                (
+                    value.kind,
+                    Value {
+                        bytes: value.bytes.to_vec(),
+                        expiry_ms: value.expiry_ms,
+                        version: value.version,
+                    },
+                )
+            })?;
+            let Some((kind, mut value)) = found else {
+                return Ok(None);
+            };
+            if kind == VALUE_KIND_POINTER {
+                let Some(pointer) = Pointer::decode(&value.bytes) else {
+                    let detail = format!("key {key:?} holds a malformed value-log pointer");
+                    return Err(ShardError::Failed { detail });
+                };
+                value.bytes = vlog.read(key, &pointer)?;
+            }
+            Ok::<_, ShardError>(Some(value))
+        });
+        result.map_err(|error| self.classify(error))
     }
 
     /// Appends a txn record, refusing one larger than the WAL's record limit first.
@@ -565,6 +602,12 @@ impl<V: Vfs + Clone> Shard<V> {
 
     /// Applies logged writes to the tree and remembers them as unacknowledged until `lsn` is.
     fn apply_resolved(&mut self, writes: &[ResolvedWrite], lsn: Lsn) -> Result<(), ShardError> {
+        // Overwritten or deleted values in the value log become garbage.
+        for write in writes {
+            if let Some(old) = self.pointer_of(write.key())? {
+                self.vlog.release(&old, write.key().len());
+            }
+        }
         let result = apply_writes(&mut self.tree, writes);
         self.check_tree(result)?;
         for write in writes {
