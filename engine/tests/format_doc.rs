@@ -101,5 +101,10 @@ fn format_tables_match_the_code() {
         ("expiry ms (put only): absolute wall-clock ms, 0 = none", 3),
         ("value length (put only)", 11),
     ];
-    check(&write, &write_fields, WRITE_PUT_HEADER_BYTES, "txn write entry");
+    check(
+        &write,
+        &write_fields,
+        WRITE_PUT_HEADER_BYTES,
+        "txn write entry",
+    );
 }
