@@ -16,8 +16,8 @@
 //! (segment, offset, length, checksum; docs/format.md), not the value, and is written only once
 //! the value is durable in the log. A Move is garbage collection relocating a value: redo
 //! applies it only if the key still holds exactly the `from` pointer, and keeps the key's
-//! version and expiry. Type 0 is reserved by the WAL; types 5 and up are reserved for
-//! transactions.
+//! version and expiry. Type 0 is reserved by the WAL; types 5 to 15 are free; transactions use
+//! 16 to 20 ([`crate::txn::record`]).
 
 use std::fmt;
 
