@@ -123,13 +123,13 @@ fn v2_config() -> ShardConfig {
 /// Key `i` of the v2 fixture: every third value is large (in the value log).
 fn v2_entry(i: u32) -> (Vec<u8>, Vec<u8>, u64) {
     let key = format!("v2/{i:03}").into_bytes();
-    let len = if i % 3 == 0 {
+    let len = if i.is_multiple_of(3) {
         1_500 + 97 * i as usize
     } else {
         10 + i as usize
     };
     let value = (0..len).map(|b| (b as u32 * 7 + i) as u8).collect();
-    let expiry = if i % 4 == 0 {
+    let expiry = if i.is_multiple_of(4) {
         T0 + 3_600_000 + u64::from(i)
     } else {
         0

@@ -233,6 +233,9 @@ struct Flight {
     stage: Stage,
 }
 
+/// Segments whose header did not validate at open: (id, what is wrong).
+pub type DamagedSegments = Vec<(u64, String)>;
+
 /// A record found by [`ValueLog::scan_segment`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScannedRecord {
@@ -272,7 +275,7 @@ impl<V: Vfs> ValueLog<V> {
         shard_id: u32,
         sync_mode: SyncMode,
         segment_next: u64,
-    ) -> Result<(ValueLog<V>, Vec<(u64, String)>), VlogError> {
+    ) -> Result<(ValueLog<V>, DamagedSegments), VlogError> {
         let mut segments = BTreeMap::new();
         let mut damaged = Vec::new();
         let mut next_id = segment_next.max(1);
