@@ -12,4 +12,5 @@ pub mod manifest;
 pub mod shard;
 pub mod storage;
 pub mod tree;
+pub mod txn;
 pub mod wal;

@@ -24,6 +24,7 @@
 pub mod datadir;
 pub mod record;
 mod ttl;
+mod txn;
 
 #[cfg(test)]
 mod tests;
@@ -40,6 +41,7 @@ use std::rc::Rc;
 
 pub use crate::wal::{SyncMode, SyncPolicy};
 pub use ttl::{is_expired, SweepStats, CLOCK_DRIFT_LOG_MS};
+pub use txn::TxnStats;
 
 /// Bytes a record costs in the log beyond its payload (header), for checkpoint accounting.
 const RECORD_OVERHEAD_BYTES: u64 = 32;
@@ -103,6 +105,16 @@ pub enum ShardError {
     Failed { detail: String },
     /// The shard could not be opened: its files are damaged or do not match the configuration.
     Open { detail: String },
+    /// The key is locked by a prepared cross-shard transaction: nothing was done. Retry once
+    /// `holder` is finished on this shard (the server parks the call per key).
+    Locked {
+        key: Vec<u8>,
+        holder: crate::txn::TxnId,
+    },
+    /// A transaction is malformed (duplicate indexes, too many items).
+    InvalidTxn { detail: String },
+    /// A transaction's record would exceed the WAL's record limit.
+    TxnTooLarge { size: usize, max: usize },
 }
 
 impl fmt::Display for ShardError {
@@ -118,6 +130,16 @@ impl fmt::Display for ShardError {
             ShardError::NoSpace { detail } => write!(f, "no space: {detail}"),
             ShardError::Failed { detail } => write!(f, "shard failed: {detail}"),
             ShardError::Open { detail } => write!(f, "cannot open shard: {detail}"),
+            ShardError::Locked { key, holder } => write!(
+                f,
+                "key {} is locked by {holder}",
+                String::from_utf8_lossy(key)
+            ),
+            ShardError::InvalidTxn { detail } => write!(f, "invalid transaction: {detail}"),
+            ShardError::TxnTooLarge { size, max } => write!(
+                f,
+                "transaction record of {size} bytes exceeds the limit of {max} bytes"
+            ),
         }
     }
 }

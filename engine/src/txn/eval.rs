@@ -1,0 +1,1 @@
+//! Evaluation of a transaction part against a private overlay over the shard's state.

@@ -1,0 +1,1 @@
+//! The WAL records of transactions and their exact bytes.
