@@ -110,7 +110,10 @@ pub enum AssertionKind {
     HashEquals(u64),
     /// The value is a decimal-ASCII i64 and `value op operand` holds (false if absent or not
     /// an integer).
-    IntCompare { op: Compare, operand: i64 },
+    IntCompare {
+        op: Compare,
+        operand: i64,
+    },
     /// The key's version equals this; an absent key has version 0.
     VersionEquals(u64),
 }
@@ -212,8 +215,12 @@ pub enum OpOutput {
     /// version is assigned when the txn applies).
     Read(Option<Value>),
     Put,
-    Deleted { existed: bool },
-    Added { value: i64 },
+    Deleted {
+        existed: bool,
+    },
+    Added {
+        value: i64,
+    },
 }
 
 /// One op's result, tagged with its index in the client's request.
@@ -248,7 +255,9 @@ impl fmt::Display for TxnFailure {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxnOutcome {
     /// Every write applied; results of every op, ascending by index.
-    Committed { results: Vec<OpResult> },
+    Committed {
+        results: Vec<OpResult>,
+    },
     Failed(TxnFailure),
 }
 
