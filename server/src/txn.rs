@@ -161,6 +161,20 @@ pub fn outcome(
         .ok_or_else(|| wrong_output("Txn"))
 }
 
+/// `txn` if it is within the protocol's transaction limits (`Request::validate`), for
+/// transactions the server builds itself (RESP MSET, MSETNX, MGET, EXEC).
+pub fn validated(txn: Txn) -> Result<Txn, Failure> {
+    let request = jube_protocol::Request {
+        id: 0,
+        op: jube_protocol::Operation::Txn(txn),
+    };
+    request.validate()?;
+    match request.op {
+        jube_protocol::Operation::Txn(txn) => Ok(txn),
+        _ => unreachable!("built as a Txn above"),
+    }
+}
+
 /// Counts a finished transaction in INFO's txn counters.
 pub fn record(metrics: &CoreMetrics, result: &Result<TxnOutcome, Failure>) {
     metrics.record_txn(match result {
