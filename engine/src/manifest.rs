@@ -2,7 +2,11 @@
 //!
 //! It records the format version, shard count and page size (which recovery must not change
 //! silently), the creation time, a random instance id (to tell two data directories apart) and
-//! a random hash seed reserved for later use (stable key-to-shard and transaction hashing).
+//! a random hash seed reserved for later use (stable key-to-shard and transaction hashing), and
+//! the value hash that transaction assertions (`HashEquals`) use, `value_hash`: code 0 is
+//! "xxh3-64" ([`crate::txn::value_hash`]). Manifests written before the field existed hold 0
+//! there (the bytes were reserved and zero), so they mean xxh3-64; an unknown code refuses to
+//! open, so a hash never changes silently under stored assertions.
 //!
 //! Invariants: the file is one [`IO_ALIGN`] block with a CRC32C over its used bytes; it is
 //! written to `MANIFEST.tmp`, synced, renamed over `MANIFEST`, and the directory synced, so a
@@ -26,6 +30,14 @@ pub const MANIFEST_USED_BYTES: usize = 60;
 
 const _: () = assert!(MANIFEST_USED_BYTES + 4 <= IO_ALIGN);
 
+/// `value_hash` code of XXH3-64 with seed 0, the only value hash this build knows.
+pub const VALUE_HASH_XXH3_64: u32 = 0;
+
+/// The name of a `value_hash` code, if this build knows it.
+pub fn value_hash_name(code: u32) -> Option<&'static str> {
+    (code == VALUE_HASH_XXH3_64).then_some(crate::txn::VALUE_HASH_NAME)
+}
+
 /// The parameters a data directory is created with and must be reopened with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ManifestParams {
@@ -42,6 +54,8 @@ pub struct Manifest {
     pub instance_id: [u8; 16],
     /// Reserved: a stable seed for hashing keys to shards and transactions, fixed at creation.
     pub hash_seed: u64,
+    /// The value hash of `HashEquals` assertions ([`VALUE_HASH_XXH3_64`]).
+    pub value_hash: u32,
 }
 
 /// Why a manifest could not be opened or created.
@@ -63,6 +77,11 @@ pub enum ManifestError {
         path: String,
         version: u32,
     },
+    /// The directory's value hash is not one this build computes.
+    UnknownValueHash {
+        path: String,
+        code: u32,
+    },
 }
 
 impl fmt::Display for ManifestError {
@@ -76,6 +95,12 @@ impl fmt::Display for ManifestError {
             ManifestError::UnsupportedVersion { path, version } => write!(
                 f,
                 "{path} has format version {version}; this build reads {MANIFEST_FORMAT_VERSION}"
+            ),
+            ManifestError::UnknownValueHash { path, code } => write!(
+                f,
+                "{path} names value hash {code}; this build knows only {} (code \
+                 {VALUE_HASH_XXH3_64})",
+                crate::txn::VALUE_HASH_NAME
             ),
         }
     }
@@ -101,7 +126,7 @@ impl Manifest {
         block[24..32].copy_from_slice(&self.created_wall_ms.to_le_bytes());
         block[32..48].copy_from_slice(&self.instance_id);
         block[48..56].copy_from_slice(&self.hash_seed.to_le_bytes());
-        block[56..60].copy_from_slice(&0u32.to_le_bytes());
+        block[56..60].copy_from_slice(&self.value_hash.to_le_bytes());
         let crc = crc32c::crc32c(&block[..MANIFEST_USED_BYTES]);
         block[MANIFEST_USED_BYTES..MANIFEST_USED_BYTES + 4].copy_from_slice(&crc.to_le_bytes());
         block
@@ -131,8 +156,15 @@ impl Manifest {
                 version: format_version,
             });
         }
-        if u32_at(20) != 0 || u32_at(56) != 0 {
+        if u32_at(20) != 0 {
             return Err(corrupt("reserved bytes are not zero"));
+        }
+        let value_hash = u32_at(56);
+        if value_hash_name(value_hash).is_none() {
+            return Err(ManifestError::UnknownValueHash {
+                path: path.to_string(),
+                code: value_hash,
+            });
         }
         Ok(Manifest {
             format_version,
@@ -143,6 +175,7 @@ impl Manifest {
             created_wall_ms: u64_at(24),
             instance_id: used[32..48].try_into().expect("16 bytes"),
             hash_seed: u64_at(48),
+            value_hash,
         })
     }
 
@@ -171,6 +204,7 @@ impl Manifest {
             created_wall_ms: clock.wall_ms(),
             instance_id,
             hash_seed: rng.next_u64(),
+            value_hash: VALUE_HASH_XXH3_64,
         };
         manifest.write(vfs)?;
         Ok(manifest)
@@ -307,6 +341,28 @@ mod tests {
     }
 
     #[test]
+    fn value_hash_defaults_to_xxh3_and_unknown_codes_are_refused() {
+        let manifest = create(&SimDisk::new(4, FaultConfig::none()));
+        assert_eq!(manifest.value_hash, VALUE_HASH_XXH3_64);
+        assert_eq!(value_hash_name(manifest.value_hash), Some("xxh3-64"));
+        // A manifest from before the field: the bytes were reserved and zero, so xxh3-64.
+        let mut block = manifest.encode().to_vec();
+        assert_eq!(block[56..60], [0, 0, 0, 0]);
+        block[56..60].copy_from_slice(&7u32.to_le_bytes());
+        let crc = crc32c::crc32c(&block[..MANIFEST_USED_BYTES]);
+        block[MANIFEST_USED_BYTES..MANIFEST_USED_BYTES + 4].copy_from_slice(&crc.to_le_bytes());
+        let err = Manifest::decode(&block, "m").expect_err("unknown hash refused");
+        assert_eq!(
+            err,
+            ManifestError::UnknownValueHash {
+                path: "m".to_string(),
+                code: 7
+            }
+        );
+        assert!(err.to_string().contains("xxh3-64"), "{err}");
+    }
+
+    #[test]
     fn a_crash_during_creation_leaves_no_manifest_or_a_whole_one() {
         for seed in 0..50 {
             let disk = SimDisk::new(seed, FaultConfig::crashes());
@@ -322,6 +378,7 @@ mod tests {
                 created_wall_ms: 1,
                 instance_id: [9; 16],
                 hash_seed: 3,
+                value_hash: VALUE_HASH_XXH3_64,
             };
             file.write_at(0, manifest.encode()).expect("write");
             drop(file);

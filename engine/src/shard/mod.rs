@@ -11,6 +11,11 @@
 //! recycled. Recovery ([`Shard::open`]) is the newest valid superblock, then WAL redo from the
 //! checkpoint LSN + 1.
 //!
+//! Transactions ([`Shard::apply_txn`], two-phase commit through [`Shard::prepare_txn`] and
+//! friends) live in `txn.rs`; keys a prepared transaction holds are locked, and every access to
+//! them answers `ShardError::Locked`. Recovery also reads the WAL records below the checkpoint
+//! that transactions still retain, to rebuild their state.
+//!
 //! Invariants:
 //! - Every change in the tree has a WAL record with an LSN <= `wal.next_lsn() - 1`, and the tree
 //!   holds exactly the changes of LSNs 1..next_lsn (after recovery: of the recovered prefix).
@@ -203,6 +208,8 @@ pub struct ShardStats {
     pub sweep: SweepStats,
     pub gets: u64,
     pub scans: u64,
+    /// The transactions' counters and gauges.
+    pub txn: TxnStats,
 }
 
 #[derive(Debug)]
@@ -230,6 +237,7 @@ pub struct Shard<V: Vfs + Clone> {
     stats: ShardStats,
     expiry_clock: ttl::ExpiryClock,
     sweeper: ttl::Sweeper,
+    txn: txn::TxnState,
 }
 
 impl<V: Vfs + Clone> Shard<V> {
@@ -258,18 +266,30 @@ impl<V: Vfs + Clone> Shard<V> {
             (tree, info.checkpoint_lsn)
         };
         let replay_from = checkpoint_lsn + 1;
-        let (wal, wal_report) = Wal::open(
+        // Records at or below the checkpoint are retained only for the txn state they rebuild.
+        let mut txn_state = txn::TxnState::default();
+        let (wal, wal_report) = Wal::open_retained(
             vfs,
             clock.clone(),
             config.wal.clone(),
             replay_from,
             |record| {
+                if crate::txn::record::is_txn_record(record.record_type) {
+                    let decoded =
+                        crate::txn::record::TxnRecord::decode(record.record_type, record.payload)
+                            .map_err(|e| e.to_string())?;
+                    return txn_state.redo(&mut tree, record.lsn, decoded, checkpoint_lsn);
+                }
+                if record.lsn < replay_from {
+                    return Ok(());
+                }
                 let change = Change::decode(record.record_type, record.payload)
                     .map_err(|e| e.to_string())?;
                 apply(&mut tree, change).map_err(|e| e.to_string())
             },
         )
         .map_err(|e| open_err(e.to_string()))?;
+        txn_state.finish_recovery().map_err(open_err)?;
         let now = clock.monotonic_ns();
         let expiry_clock = ttl::ExpiryClock::new(clock.as_ref(), 0);
         let stats = ShardStats {
@@ -293,6 +313,7 @@ impl<V: Vfs + Clone> Shard<V> {
             stats,
             expiry_clock,
             sweeper: ttl::Sweeper::default(),
+            txn: txn_state,
         };
         let report = OpenReport {
             created,
@@ -306,6 +327,7 @@ impl<V: Vfs + Clone> Shard<V> {
     /// [`Shard::read_barrier`] is acknowledged.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Value>, ShardError> {
         self.check_failed()?;
+        self.check_unlocked_key(key)?;
         self.stats.gets += 1;
         let result = self.tree.get(key);
         let value = self.check_tree(result)?;
@@ -324,6 +346,7 @@ impl<V: Vfs + Clone> Shard<V> {
         continuation: Option<&[u8]>,
     ) -> Result<ScanPage, ShardError> {
         self.check_failed()?;
+        self.check_unlocked_range(start, end)?;
         self.stats.scans += 1;
         self.scan_unexpired(start, end, limit, reverse, continuation)
     }
@@ -333,6 +356,7 @@ impl<V: Vfs + Clone> Shard<V> {
     pub fn put(&mut self, key: &[u8], value: &[u8], expiry_ms: u64) -> Result<Lsn, ShardError> {
         self.check_failed()?;
         self.check_sizes(key, value)?;
+        self.check_unlocked_key(key)?;
         let lsn = self.log(Change::Put {
             key,
             value,
@@ -354,6 +378,7 @@ impl<V: Vfs + Clone> Shard<V> {
     pub fn delete(&mut self, key: &[u8]) -> Result<(bool, Lsn), ShardError> {
         self.check_failed()?;
         self.check_sizes(key, b"")?;
+        self.check_unlocked_key(key)?;
         let present = self.tree.get(key);
         let present = self.check_tree(present)?;
         if self.unexpired(present).is_none() {
@@ -463,6 +488,7 @@ impl<V: Vfs + Clone> Shard<V> {
         stats.acked_lsn = self.wal.ack_lsn();
         stats.checkpoint_running = self.checkpoint.is_some();
         stats.sweep = self.sweeper.stats.clone();
+        stats.txn = self.txn_stats();
         stats
     }
 
@@ -600,7 +626,9 @@ impl<V: Vfs + Clone> Shard<V> {
         self.stats.checkpoints += 1;
         self.stats.checkpoint_lsn = running.lsn;
         self.stats.last_checkpoint_ns = elapsed;
-        let result = self.wal.release_below(running.lsn + 1);
+        // Transactions may need older records: an unresolved Prepare, an unforgotten Decision.
+        let retain_from = self.txn.retain_from(running.lsn);
+        let result = self.wal.release_below(retain_from);
         let released = self.check_wal(result)?;
         tracing::debug!(
             shard = self.config.shard_id(),

@@ -9,6 +9,11 @@
 //! checkpoint slice or during recovery itself), and an immediate crash between two operations.
 //! Each crash then tears, drops, garbles or keeps every unsynced write.
 //!
+//! Single-shard transactions ([`Shard::apply_txn`]) join the mix: random assertions (mostly
+//! true, sometimes false) and ops (reads, puts, deletes, integer adds on counter keys and, now
+//! and then, on keys holding text) are checked against an independent evaluation on the model;
+//! a txn that writes is exactly one LSN whose writes all survive recovery or all vanish.
+//!
 //! Invariants checked after every recovery:
 //! - the recovered shard ends its log at some LSN k with `acked <= k <= issued`: every
 //!   acknowledged write survived, nothing was invented;
@@ -23,6 +28,10 @@ use super::*;
 use crate::clock::ManualClock;
 use crate::storage::sim::{FaultConfig, SimDisk, SimVfs};
 use crate::tree::TreeConfig;
+use crate::txn::{
+    value_hash, Assertion, AssertionKind, Compare, OpKind, OpOutput, TxnFailure, TxnOp,
+    TxnOutcome, TxnPart,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -31,6 +40,8 @@ use std::collections::BTreeMap;
 enum Write {
     Put(Vec<u8>, Vec<u8>),
     Delete(Vec<u8>),
+    /// One txn record: every key's final state (None: deleted).
+    Txn(BTreeMap<Vec<u8>, Option<Vec<u8>>>),
 }
 
 fn small_config() -> ShardConfig {
@@ -122,7 +133,8 @@ impl Harness {
     fn step(&mut self) -> bool {
         let roll = self.rng.gen_range(0..1000);
         let result = match roll {
-            0..=399 => self.put(),
+            0..=319 => self.put(),
+            320..=399 => self.txn(),
             400..=549 => self.delete(),
             550..=699 => self.get(),
             700..=749 => self.scan(),
@@ -207,6 +219,118 @@ impl Harness {
             self.history.push(Write::Delete(key.clone()));
             self.current.remove(&key);
         }
+        Ok(())
+    }
+
+    /// A counter key (integer values) or, now and then, an ordinary key.
+    fn txn_key(&mut self) -> Vec<u8> {
+        if self.rng.gen_bool(0.7) {
+            format!("c{:02}", self.rng.gen_range(0..12)).into_bytes()
+        } else {
+            self.key()
+        }
+    }
+
+    fn random_part(&mut self) -> TxnPart {
+        let mut part = TxnPart::default();
+        let mut index = 0;
+        for _ in 0..self.rng.gen_range(0..3) {
+            let key = self.txn_key();
+            let value = self.current.get(&key).cloned();
+            let truthful = self.rng.gen_bool(0.8);
+            let kind = match (self.rng.gen_range(0..4), value) {
+                (0, Some(v)) if truthful => AssertionKind::ValueEquals(v),
+                (1, Some(v)) if truthful => AssertionKind::HashEquals(value_hash(&v)),
+                (2, _) => AssertionKind::IntCompare {
+                    op: [Compare::Ge, Compare::Lt, Compare::Ne][self.rng.gen_range(0..3)],
+                    operand: self.rng.gen_range(-5..5),
+                },
+                (_, Some(_)) if truthful => AssertionKind::Exists,
+                (_, None) if truthful => AssertionKind::Absent,
+                (_, Some(_)) => AssertionKind::Absent,
+                (_, None) => AssertionKind::Exists,
+            };
+            part.assertions.push(Assertion { index, key, kind });
+            index += 1;
+        }
+        for _ in 0..self.rng.gen_range(1..6) {
+            let key = self.txn_key();
+            let kind = match self.rng.gen_range(0..10) {
+                0..=1 => OpKind::Read {
+                    with_version: false,
+                },
+                2..=3 => OpKind::Put {
+                    value: if key.starts_with(b"c") {
+                        self.rng.gen_range(-9..10i64).to_string().into_bytes()
+                    } else {
+                        self.value()
+                    },
+                    expiry_ms: 0,
+                },
+                4 => OpKind::Delete,
+                _ => OpKind::Add {
+                    delta: if self.rng.gen_bool(0.02) {
+                        i64::MAX
+                    } else {
+                        self.rng.gen_range(-3..4)
+                    },
+                },
+            };
+            part.ops.push(TxnOp { index, key, kind });
+            index += 1;
+        }
+        part
+    }
+
+    fn txn(&mut self) -> Result<(), ShardError> {
+        let part = self.random_part();
+        let expected = model_txn(&self.current, &part);
+        let reply = self.with_retry(|shard| shard.apply_txn(&part))?;
+        let seed = self.seed;
+        let (outputs, writes) = match (expected, reply.outcome) {
+            (Ok((outputs, writes)), TxnOutcome::Committed { results }) => {
+                let got: Vec<ModelOutput> = results
+                    .into_iter()
+                    .map(|r| match r.output {
+                        OpOutput::Read(value) => ModelOutput::Read(value.map(|v| v.bytes)),
+                        OpOutput::Put => ModelOutput::Put,
+                        OpOutput::Deleted { existed } => ModelOutput::Deleted(existed),
+                        OpOutput::Added { value } => ModelOutput::Added(value),
+                    })
+                    .collect();
+                (got, (outputs, writes))
+            }
+            (Err(index), TxnOutcome::Failed(failure)) => {
+                let got = match failure {
+                    TxnFailure::AssertionFailed { index, .. }
+                    | TxnFailure::OpFailed { index, .. } => index,
+                };
+                assert_eq!(got, index, "seed {seed}: failed txn {part:?}");
+                assert!(reply.wait_lsn <= self.issued(), "seed {seed}: a failed txn logged");
+                return Ok(());
+            }
+            (expected, outcome) => {
+                panic!("seed {seed}: txn {part:?}: model {expected:?}, shard {outcome:?}")
+            }
+        };
+        let (expected_outputs, writes) = writes;
+        assert_eq!(outputs, expected_outputs, "seed {seed}: results of {part:?}");
+        let writes: BTreeMap<Vec<u8>, Option<Vec<u8>>> = writes
+            .into_iter()
+            .filter(|(key, state)| state.is_some() || self.current.contains_key(key))
+            .collect();
+        if writes.is_empty() {
+            assert!(reply.wait_lsn <= self.issued(), "seed {seed}: logged nothing");
+            assert_eq!(self.shard().stats().wal.next_lsn, self.issued() + 1);
+            return Ok(());
+        }
+        assert_eq!(
+            reply.wait_lsn,
+            self.issued() + 1,
+            "seed {seed}: a txn is one record"
+        );
+        apply_model_writes(&mut self.current, writes.clone());
+        self.history.push(Write::Txn(writes));
         Ok(())
     }
 
@@ -315,6 +439,7 @@ impl Harness {
                 Write::Delete(key) => {
                     self.base.remove(&key);
                 }
+                Write::Txn(writes) => apply_model_writes(&mut self.base, writes),
             }
         }
         self.history.clear();
@@ -337,6 +462,88 @@ impl Harness {
             "seed {seed}: recovered contents differ from the model at LSN {end}"
         );
     }
+}
+
+fn apply_model_writes(
+    model: &mut BTreeMap<Vec<u8>, Vec<u8>>,
+    writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+) {
+    for (key, state) in writes {
+        match state {
+            Some(value) => model.insert(key, value),
+            None => model.remove(&key),
+        };
+    }
+}
+
+/// What the model expects of one op: read bytes, delete's "existed", add's new value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ModelOutput {
+    Read(Option<Vec<u8>>),
+    Put,
+    Deleted(bool),
+    Added(i64),
+}
+
+/// The model's own evaluation of a part (no expiry in this test): Ok(outputs, final states of
+/// the written keys) or Err(index of the first failed assertion or op).
+#[allow(clippy::type_complexity)]
+fn model_txn(
+    state: &BTreeMap<Vec<u8>, Vec<u8>>,
+    part: &TxnPart,
+) -> Result<(Vec<ModelOutput>, BTreeMap<Vec<u8>, Option<Vec<u8>>>), u32> {
+    let int = |bytes: &[u8]| -> Option<i64> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        if text.starts_with('+') {
+            return None;
+        }
+        text.parse().ok()
+    };
+    for assertion in &part.assertions {
+        let value = state.get(&assertion.key);
+        let holds = match &assertion.kind {
+            AssertionKind::Exists => value.is_some(),
+            AssertionKind::Absent => value.is_none(),
+            AssertionKind::ValueEquals(expected) => value == Some(expected),
+            AssertionKind::HashEquals(hash) => value.is_some_and(|v| value_hash(v) == *hash),
+            AssertionKind::IntCompare { op, operand } => value
+                .and_then(|v| int(v))
+                .is_some_and(|v| op.holds(v, *operand)),
+            AssertionKind::VersionEquals(_) => unreachable!("not generated here"),
+        };
+        if !holds {
+            return Err(assertion.index);
+        }
+    }
+    let mut overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+    let mut outputs = Vec::new();
+    for op in &part.ops {
+        let current = match overlay.get(&op.key) {
+            Some(state) => state.clone(),
+            None => state.get(&op.key).cloned(),
+        };
+        outputs.push(match &op.kind {
+            OpKind::Read { .. } => ModelOutput::Read(current),
+            OpKind::Put { value, .. } => {
+                overlay.insert(op.key.clone(), Some(value.clone()));
+                ModelOutput::Put
+            }
+            OpKind::Delete => {
+                overlay.insert(op.key.clone(), None);
+                ModelOutput::Deleted(current.is_some())
+            }
+            OpKind::Add { delta } => {
+                let old = match &current {
+                    None => 0,
+                    Some(bytes) => int(bytes).ok_or(op.index)?,
+                };
+                let new = old.checked_add(*delta).ok_or(op.index)?;
+                overlay.insert(op.key.clone(), Some(new.to_string().into_bytes()));
+                ModelOutput::Added(new)
+            }
+        });
+    }
+    Ok((outputs, overlay))
 }
 
 fn run_seed(seed: u64, steps: usize) -> u64 {

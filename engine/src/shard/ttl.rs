@@ -213,7 +213,8 @@ impl<V: Vfs + Clone> Shard<V> {
             if entry.value.expiry_ms != 0 {
                 self.sweeper.pass_keys_with_ttl += 1;
             }
-            if is_expired(&entry.value, now) {
+            // A key a prepared transaction holds is left alone: its outcome decides it.
+            if is_expired(&entry.value, now) && self.txn.holder(&entry.key).is_none() {
                 match self.remove(&entry.key) {
                     Ok(_) => self.sweeper.stats.expired_swept += 1,
                     // The log is full: resume from this key at the next step.

@@ -81,43 +81,383 @@ pub enum Feedback {
     },
 }
 
+/// Where the transaction stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the prepare of participant `index` (issued one at a time, in order).
+    Preparing { index: usize },
+    /// Every part is prepared; waiting for this many prepares to be acknowledged.
+    AwaitPrepares { pending: usize },
+    /// The Decide step is out.
+    Deciding,
+    /// The Decision is logged; waiting for it to be acknowledged.
+    AwaitDecision,
+    /// Committed and answered: waiting for this many Commits (or releases) to be acknowledged.
+    Finishing { pending: usize },
+    /// Aborting: Finish(abort) steps are out; nothing more to decide.
+    Aborting,
+    /// Nothing more will be issued (outstanding feedback is still counted).
+    Over,
+}
+
 /// The driver of one cross-shard transaction; see the module doc.
 #[derive(Debug)]
 pub struct Coordinator {
-    _private: (),
+    /// Participant shards, ascending; `shards[0]` is the coordinator shard.
+    shards: Vec<u32>,
+    /// Each participant's part, taken when its prepare is issued.
+    parts: Vec<Option<TxnPart>>,
+    read_only: bool,
+    id: Option<TxnId>,
+    phase: Phase,
+    /// Whether each participant holds the txn prepared (and must be finished).
+    prepared: Vec<bool>,
+    /// Each participant's prepare `wait_lsn`.
+    prepare_lsns: Vec<Lsn>,
+    results: Vec<super::OpResult>,
+    ready: Vec<Step>,
+    /// Steps issued whose feedback has not arrived.
+    outstanding: usize,
+    /// The answer waiting for a durability wait on a failed participant (shard, lsn).
+    reply_after: Option<(u32, Lsn, Result<TxnOutcome, ShardError>)>,
+    replied: bool,
+    /// A participant could not finish its commit: keep the decision for recovery.
+    keep_decision: bool,
 }
 
 impl Coordinator {
     /// A transaction over `parts`: (shard id, that shard's part). Needs at least two distinct
     /// shards (a single-shard txn is `Shard::apply_txn`); any order, sorted here.
-    pub fn new(parts: Vec<(u32, TxnPart)>) -> Coordinator {
-        let _ = parts;
-        unimplemented!("API commit: body follows")
+    pub fn new(mut parts: Vec<(u32, TxnPart)>) -> Coordinator {
+        parts.sort_by_key(|(shard, _)| *shard);
+        assert!(parts.len() >= 2, "a cross-shard txn has two participants or more");
+        assert!(
+            parts.windows(2).all(|pair| pair[0].0 < pair[1].0),
+            "each participant shard appears once"
+        );
+        let read_only = parts.iter().all(|(_, part)| part.is_read_only());
+        let count = parts.len();
+        let (shards, parts): (Vec<u32>, Vec<Option<TxnPart>>) = parts
+            .into_iter()
+            .map(|(shard, part)| (shard, Some(part)))
+            .unzip();
+        let mut coordinator = Coordinator {
+            shards,
+            parts,
+            read_only,
+            id: None,
+            phase: Phase::Preparing { index: 0 },
+            prepared: vec![false; count],
+            prepare_lsns: vec![0; count],
+            results: Vec::new(),
+            ready: Vec::new(),
+            outstanding: 0,
+            reply_after: None,
+            replied: false,
+            keep_decision: false,
+        };
+        coordinator.issue_prepare(0);
+        coordinator
     }
 
     /// The steps to issue now, each returned once. Call after `new` and after every `feed`.
     pub fn take_steps(&mut self) -> Vec<Step> {
-        unimplemented!("API commit: body follows")
+        std::mem::take(&mut self.ready)
     }
 
     /// Reports the completion of a step issued earlier.
     pub fn feed(&mut self, feedback: Feedback) {
-        let _ = feedback;
-        unimplemented!("API commit: body follows")
+        assert!(self.outstanding > 0, "feedback without an outstanding step");
+        self.outstanding -= 1;
+        match feedback {
+            Feedback::Prepared { shard, reply } => self.on_prepared(shard, reply),
+            Feedback::Durable { shard, lsn, result } => self.on_durable(shard, lsn, result),
+            Feedback::Decided { shard, result } => self.on_decided(shard, result),
+            Feedback::Finished { shard, result } => self.on_finished(shard, result),
+        }
     }
 
     /// True once every issued step was answered and nothing is left to issue.
     pub fn is_done(&self) -> bool {
-        unimplemented!("API commit: body follows")
+        self.outstanding == 0 && self.ready.is_empty()
     }
 
     /// The transaction's id, once the coordinator shard allocated it.
     pub fn id(&self) -> Option<TxnId> {
-        unimplemented!("API commit: body follows")
+        self.id
     }
 
     /// The participant shards, ascending; the first is the coordinator shard.
     pub fn participants(&self) -> Vec<u32> {
-        unimplemented!("API commit: body follows")
+        self.shards.clone()
+    }
+
+    fn index_of(&self, shard: u32) -> usize {
+        self.shards
+            .binary_search(&shard)
+            .unwrap_or_else(|_| panic!("shard {shard} is not a participant"))
+    }
+
+    fn push(&mut self, step: Step) {
+        if !matches!(step, Step::Forget { .. } | Step::Reply(_)) {
+            self.outstanding += 1;
+        }
+        if let Step::Reply(_) = step {
+            assert!(!self.replied, "a transaction is answered once");
+            self.replied = true;
+        }
+        self.ready.push(step);
+    }
+
+    fn issue_prepare(&mut self, index: usize) {
+        let part = self.parts[index].take().expect("each part is prepared once");
+        let request = PrepareRequest {
+            id: self.id,
+            read_only: self.read_only,
+            part,
+        };
+        let shard = self.shards[index];
+        self.push(Step::Prepare { shard, request });
+    }
+
+    fn on_prepared(&mut self, shard: u32, reply: Result<PrepareReply, ShardError>) {
+        let index = self.index_of(shard);
+        assert_eq!(
+            self.phase,
+            Phase::Preparing { index },
+            "prepares are answered in order"
+        );
+        match reply {
+            Ok(PrepareReply::Prepared {
+                id,
+                results,
+                wait_lsn,
+            }) => {
+                match self.id {
+                    None => self.id = Some(id),
+                    Some(known) => assert_eq!(known, id, "every participant prepares one id"),
+                }
+                self.prepared[index] = true;
+                self.prepare_lsns[index] = wait_lsn;
+                self.results.extend(results);
+                if index + 1 < self.shards.len() {
+                    self.phase = Phase::Preparing { index: index + 1 };
+                    self.issue_prepare(index + 1);
+                } else {
+                    self.await_prepares();
+                }
+            }
+            Ok(PrepareReply::Failed { failure, wait_lsn }) => {
+                let outcome = Ok(TxnOutcome::Failed(failure));
+                self.abort(outcome, Some((shard, wait_lsn)));
+            }
+            Err(error) => self.abort(Err(error), None),
+        }
+    }
+
+    fn await_prepares(&mut self) {
+        let waits: Vec<(u32, Lsn)> = self
+            .shards
+            .iter()
+            .zip(&self.prepare_lsns)
+            .filter(|(_, &lsn)| lsn > 0)
+            .map(|(&shard, &lsn)| (shard, lsn))
+            .collect();
+        self.phase = Phase::AwaitPrepares {
+            pending: waits.len(),
+        };
+        for (shard, lsn) in &waits {
+            self.push(Step::AwaitDurable {
+                shard: *shard,
+                lsn: *lsn,
+            });
+        }
+        if waits.is_empty() {
+            self.commit();
+        }
+    }
+
+    /// Every prepare is acknowledged: decide (or, read-only, answer and release).
+    fn commit(&mut self) {
+        let id = self.id.expect("the coordinator allocated the id");
+        if self.read_only {
+            self.answer_committed();
+            self.phase = Phase::Finishing {
+                pending: self.shards.len(),
+            };
+            for shard in self.shards.clone() {
+                self.push(Step::Finish {
+                    shard,
+                    id,
+                    commit: true,
+                });
+            }
+            return;
+        }
+        self.phase = Phase::Deciding;
+        self.push(Step::Decide {
+            shard: self.shards[0],
+            id,
+            participants: self.shards.clone(),
+        });
+    }
+
+    fn answer_committed(&mut self) {
+        let mut results = std::mem::take(&mut self.results);
+        results.sort_by_key(|result| result.index);
+        self.push(Step::Reply(Ok(TxnOutcome::Committed { results })));
+    }
+
+    /// Releases every prepared participant and answers `outcome`, after a durability wait on
+    /// the participant whose failure the answer reveals, if any.
+    fn abort(&mut self, outcome: Result<TxnOutcome, ShardError>, wait: Option<(u32, Lsn)>) {
+        assert!(
+            matches!(
+                self.phase,
+                Phase::Preparing { .. } | Phase::AwaitPrepares { .. } | Phase::Deciding
+            ),
+            "no abort after the decision"
+        );
+        self.phase = Phase::Aborting;
+        match wait {
+            Some((shard, lsn)) if lsn > 0 => {
+                self.reply_after = Some((shard, lsn, outcome));
+                self.push(Step::AwaitDurable { shard, lsn });
+            }
+            _ => self.push(Step::Reply(outcome)),
+        }
+        if let Some(id) = self.id {
+            for index in 0..self.shards.len() {
+                if self.prepared[index] {
+                    let shard = self.shards[index];
+                    self.push(Step::Finish {
+                        shard,
+                        id,
+                        commit: false,
+                    });
+                }
+            }
+        }
+    }
+
+    fn on_durable(&mut self, shard: u32, lsn: Lsn, result: Result<(), ShardError>) {
+        match self.phase {
+            Phase::AwaitPrepares { pending } => match result {
+                Ok(()) if pending == 1 => self.commit(),
+                Ok(()) => self.phase = Phase::AwaitPrepares {
+                    pending: pending - 1,
+                },
+                Err(error) => self.abort(Err(error), None),
+            },
+            Phase::AwaitDecision => match result {
+                Ok(()) => {
+                    self.answer_committed();
+                    let id = self.id.expect("decided");
+                    self.phase = Phase::Finishing {
+                        pending: self.shards.len() - 1,
+                    };
+                    for shard in self.shards[1..].to_vec() {
+                        self.push(Step::Finish {
+                            shard,
+                            id,
+                            commit: true,
+                        });
+                    }
+                }
+                Err(error) => {
+                    // The Decision may or may not be durable: recovery decides.
+                    self.push(Step::Reply(Err(error)));
+                    self.phase = Phase::Over;
+                }
+            },
+            Phase::Finishing { pending } => {
+                if result.is_err() {
+                    self.keep_decision = true;
+                }
+                self.finished_one(pending);
+            }
+            Phase::Aborting => {
+                let waited_for = matches!(&self.reply_after, Some((s, l, _)) if *s == shard && *l == lsn);
+                if waited_for {
+                    let (_, _, outcome) = self.reply_after.take().expect("matched above");
+                    self.push(Step::Reply(outcome));
+                }
+                // Otherwise: a prepare's wait that finished after the abort; nothing to do.
+            }
+            Phase::Preparing { .. } | Phase::Deciding | Phase::Over => {
+                panic!("unexpected durability feedback for shard {shard} in {:?}", self.phase)
+            }
+        }
+    }
+
+    fn on_decided(&mut self, shard: u32, result: Result<Lsn, ShardError>) {
+        assert_eq!(self.phase, Phase::Deciding, "one Decide per transaction");
+        assert_eq!(shard, self.shards[0], "the coordinator shard decides");
+        match result {
+            Ok(lsn) => {
+                self.phase = Phase::AwaitDecision;
+                self.push(Step::AwaitDurable { shard, lsn });
+            }
+            Err(error @ ShardError::Failed { .. }) => {
+                // Perhaps logged before the failure: recovery decides, nothing else is sent.
+                self.push(Step::Reply(Err(error)));
+                self.phase = Phase::Over;
+            }
+            // Refused before anything was logged: presumed abort.
+            Err(error) => self.abort(Err(error), None),
+        }
+    }
+
+    fn on_finished(&mut self, shard: u32, result: Result<Lsn, ShardError>) {
+        let id = self.id.expect("only prepared txns are finished");
+        let commit = match self.phase {
+            Phase::Finishing { .. } => true,
+            Phase::Aborting => false,
+            _ => panic!("unexpected finish feedback in {:?}", self.phase),
+        };
+        match result {
+            Err(ShardError::Busy { .. }) => {
+                // Nothing changed on the shard: ask again (its log drains meanwhile).
+                self.push(Step::Finish { shard, id, commit });
+            }
+            Ok(lsn) if commit && lsn > 0 => {
+                self.push(Step::AwaitDurable { shard, lsn });
+            }
+            Ok(_) if commit => {
+                let Phase::Finishing { pending } = self.phase else {
+                    unreachable!("checked above")
+                };
+                self.finished_one(pending);
+            }
+            Ok(_) => {}
+            Err(_) if commit => {
+                self.keep_decision = true;
+                let Phase::Finishing { pending } = self.phase else {
+                    unreachable!("checked above")
+                };
+                self.finished_one(pending);
+            }
+            // An abort that failed: the shard is failed and recovery presumes abort.
+            Err(_) => {}
+        }
+    }
+
+    /// One more participant's Commit (or release) is acknowledged.
+    fn finished_one(&mut self, pending: usize) {
+        assert!(pending > 0, "more finishes than participants");
+        if pending > 1 {
+            self.phase = Phase::Finishing {
+                pending: pending - 1,
+            };
+            return;
+        }
+        self.phase = Phase::Over;
+        if !self.read_only && !self.keep_decision {
+            let id = self.id.expect("decided");
+            self.push(Step::Forget {
+                shard: self.shards[0],
+                id,
+            });
+        }
     }
 }

@@ -23,10 +23,11 @@
 //!   id with [`TxnId::VOLATILE_BIT`] set that never reaches the disk.
 
 mod coordinator;
-mod eval;
+pub mod eval;
 pub mod record;
 
 pub use coordinator::{Coordinator, Feedback, Step};
+pub use eval::{evaluate, parse_int, Evaluation, ResolvedWrite};
 
 use crate::tree::Value;
 use crate::wal::Lsn;

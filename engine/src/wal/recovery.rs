@@ -105,12 +105,15 @@ fn read_header<V: Vfs>(vfs: &mut V, seq: u64, config: &WalConfig) -> Result<Head
     })
 }
 
-/// Scans the directory, replays records with LSN >= `replay_from`, and moves trailing and
-/// unusable segment files into the free pool. See the module docs for the rules.
+/// Scans the directory, replays records with LSN >= `replay_from` (with `retained`: every
+/// record of the contiguous run of segments that ends in the log, from the oldest one still
+/// present), and moves trailing and unusable segment files into the free pool. See the module
+/// docs for the rules.
 pub(super) fn recover<V, F>(
     vfs: &mut V,
     config: &WalConfig,
     replay_from: Lsn,
+    retained: bool,
     redo: &mut F,
 ) -> Result<Recovered, WalError>
 where
@@ -165,9 +168,20 @@ where
             report,
         });
     };
+    // Segments are released oldest first, so the ones still present before the replay point
+    // form a run of consecutive sequence numbers ending at it; an older segment separated by a
+    // gap was released (its rename undone by a crash) and holds nothing anyone needs.
+    let mut start = start;
+    while retained && start > 0 && valid[start - 1].seq + 1 == valid[start].seq {
+        start -= 1;
+    }
     let chain = &valid[start..];
     check_chain(vfs, &headers, chain)?;
-    let next_lsn = replay_chain(vfs, config, chain, replay_from, redo, &mut report)?;
+    let from = ReplayFrom {
+        lsn: replay_from,
+        retained,
+    };
+    let next_lsn = replay_chain(vfs, config, chain, from, redo, &mut report)?;
     let last_seq = chain.last().expect("chain is not empty").seq;
     let unusable: Vec<u64> = headers
         .iter()
@@ -231,12 +245,20 @@ fn check_chain<V: Vfs>(
     Ok(())
 }
 
+/// Which records go to the redo callback: those from `lsn` on, or with `retained` all of them
+/// (only those from `lsn` on count as replayed).
+#[derive(Debug, Clone, Copy)]
+struct ReplayFrom {
+    lsn: Lsn,
+    retained: bool,
+}
+
 /// Walks the chain, replaying records; returns the LSN after the last valid one.
 fn replay_chain<V, F>(
     vfs: &mut V,
     config: &WalConfig,
     chain: &[SegmentHeader],
-    replay_from: Lsn,
+    replay_from: ReplayFrom,
     redo: &mut F,
     report: &mut RecoveryReport,
 ) -> Result<Lsn, WalError>
@@ -285,7 +307,7 @@ fn walk_segment<F>(
     data: &[u8],
     header: &SegmentHeader,
     path: &str,
-    replay_from: Lsn,
+    replay_from: ReplayFrom,
     redo: &mut F,
     report: &mut RecoveryReport,
 ) -> Result<Stop, WalError>
@@ -319,14 +341,16 @@ where
                 next_lsn: lsn,
             });
         };
-        if record.lsn >= replay_from {
+        if replay_from.retained || record.lsn >= replay_from.lsn {
             let redo_record = RedoRecord {
                 lsn,
                 record_type: record.record_type,
                 payload: record.payload,
             };
             redo(redo_record).map_err(|detail| WalError::Redo { lsn, detail })?;
-            report.records_replayed += 1;
+            if record.lsn >= replay_from.lsn {
+                report.records_replayed += 1;
+            }
         }
         offset = at + record.encoded_len();
         lsn += 1;

@@ -117,17 +117,48 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
     /// `replay_from` is the checkpoint LSN + 1 (1 for a new shard). If `redo` fails, `open`
     /// returns `WalError::Redo` and the caller must discard what the callback applied.
     pub fn open<F>(
+        vfs: V,
+        clock: C,
+        config: WalConfig,
+        replay_from: Lsn,
+        redo: F,
+    ) -> Result<(Wal<V, C>, RecoveryReport), WalError>
+    where
+        F: FnMut(RedoRecord<'_>) -> Result<(), String>,
+    {
+        Wal::open_inner(vfs, clock, config, replay_from, false, redo)
+    }
+
+    /// Like [`Wal::open`], but hands `redo` every record still retained, from the oldest
+    /// segment not yet released (records below `replay_from` included, in LSN order): the
+    /// shard rebuilds its transaction state from those (see `release_below`, which the shard
+    /// calls with the oldest LSN it still needs).
+    pub fn open_retained<F>(
+        vfs: V,
+        clock: C,
+        config: WalConfig,
+        replay_from: Lsn,
+        redo: F,
+    ) -> Result<(Wal<V, C>, RecoveryReport), WalError>
+    where
+        F: FnMut(RedoRecord<'_>) -> Result<(), String>,
+    {
+        Wal::open_inner(vfs, clock, config, replay_from, true, redo)
+    }
+
+    fn open_inner<F>(
         mut vfs: V,
         clock: C,
         config: WalConfig,
         replay_from: Lsn,
+        retained: bool,
         mut redo: F,
     ) -> Result<(Wal<V, C>, RecoveryReport), WalError>
     where
         F: FnMut(RedoRecord<'_>) -> Result<(), String>,
     {
         config.validate()?;
-        let recovered = recovery::recover(&mut vfs, &config, replay_from, &mut redo)?;
+        let recovered = recovery::recover(&mut vfs, &config, replay_from, retained, &mut redo)?;
         let mut pool = recovered.pool;
         let seq = recovered.seq_max + 1;
         let next_lsn = recovered.next_lsn;
