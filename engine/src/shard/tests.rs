@@ -29,8 +29,8 @@ use crate::clock::ManualClock;
 use crate::storage::sim::{FaultConfig, SimDisk, SimVfs};
 use crate::tree::TreeConfig;
 use crate::txn::{
-    value_hash, Assertion, AssertionKind, Compare, OpKind, OpOutput, TxnFailure, TxnOp,
-    TxnOutcome, TxnPart,
+    value_hash, Assertion, AssertionKind, Compare, OpKind, OpOutput, TxnFailure, TxnOp, TxnOutcome,
+    TxnPart,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -306,7 +306,10 @@ impl Harness {
                     | TxnFailure::OpFailed { index, .. } => index,
                 };
                 assert_eq!(got, index, "seed {seed}: failed txn {part:?}");
-                assert!(reply.wait_lsn <= self.issued(), "seed {seed}: a failed txn logged");
+                assert!(
+                    reply.wait_lsn <= self.issued(),
+                    "seed {seed}: a failed txn logged"
+                );
                 return Ok(());
             }
             (expected, outcome) => {
@@ -314,13 +317,19 @@ impl Harness {
             }
         };
         let (expected_outputs, writes) = writes;
-        assert_eq!(outputs, expected_outputs, "seed {seed}: results of {part:?}");
+        assert_eq!(
+            outputs, expected_outputs,
+            "seed {seed}: results of {part:?}"
+        );
         let writes: BTreeMap<Vec<u8>, Option<Vec<u8>>> = writes
             .into_iter()
             .filter(|(key, state)| state.is_some() || self.current.contains_key(key))
             .collect();
         if writes.is_empty() {
-            assert!(reply.wait_lsn <= self.issued(), "seed {seed}: logged nothing");
+            assert!(
+                reply.wait_lsn <= self.issued(),
+                "seed {seed}: logged nothing"
+            );
             assert_eq!(self.shard().stats().wal.next_lsn, self.issued() + 1);
             return Ok(());
         }

@@ -187,7 +187,10 @@ impl TxnState {
     fn lock(&mut self, id: TxnId, keys: &[Vec<u8>]) {
         for key in keys {
             let previous = self.locks.insert(key.clone(), id);
-            assert!(previous.is_none(), "{id} locks a key that is already locked");
+            assert!(
+                previous.is_none(),
+                "{id} locks a key that is already locked"
+            );
         }
     }
 
@@ -317,7 +320,10 @@ impl<V: Vfs + Clone> Shard<V> {
                 writes: evaluation.writes,
             };
             let lsn = self.log_txn(&record)?;
-            assert!(!coordinator || lsn == id.number, "the id is the Prepare's LSN");
+            assert!(
+                !coordinator || lsn == id.number,
+                "the id is the Prepare's LSN"
+            );
             let TxnRecord::Prepare { writes, .. } = record else {
                 unreachable!("built above")
             };

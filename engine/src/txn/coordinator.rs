@@ -130,7 +130,10 @@ impl Coordinator {
     /// shards (a single-shard txn is `Shard::apply_txn`); any order, sorted here.
     pub fn new(mut parts: Vec<(u32, TxnPart)>) -> Coordinator {
         parts.sort_by_key(|(shard, _)| *shard);
-        assert!(parts.len() >= 2, "a cross-shard txn has two participants or more");
+        assert!(
+            parts.len() >= 2,
+            "a cross-shard txn has two participants or more"
+        );
         assert!(
             parts.windows(2).all(|pair| pair[0].0 < pair[1].0),
             "each participant shard appears once"
@@ -210,7 +213,9 @@ impl Coordinator {
     }
 
     fn issue_prepare(&mut self, index: usize) {
-        let part = self.parts[index].take().expect("each part is prepared once");
+        let part = self.parts[index]
+            .take()
+            .expect("each part is prepared once");
         let request = PrepareRequest {
             id: self.id,
             read_only: self.read_only,
@@ -344,9 +349,11 @@ impl Coordinator {
         match self.phase {
             Phase::AwaitPrepares { pending } => match result {
                 Ok(()) if pending == 1 => self.commit(),
-                Ok(()) => self.phase = Phase::AwaitPrepares {
-                    pending: pending - 1,
-                },
+                Ok(()) => {
+                    self.phase = Phase::AwaitPrepares {
+                        pending: pending - 1,
+                    }
+                }
                 Err(error) => self.abort(Err(error), None),
             },
             Phase::AwaitDecision => match result {
@@ -377,7 +384,8 @@ impl Coordinator {
                 self.finished_one(pending);
             }
             Phase::Aborting => {
-                let waited_for = matches!(&self.reply_after, Some((s, l, _)) if *s == shard && *l == lsn);
+                let waited_for =
+                    matches!(&self.reply_after, Some((s, l, _)) if *s == shard && *l == lsn);
                 if waited_for {
                     let (_, _, outcome) = self.reply_after.take().expect("matched above");
                     self.push(Step::Reply(outcome));
@@ -385,7 +393,10 @@ impl Coordinator {
                 // Otherwise: a prepare's wait that finished after the abort; nothing to do.
             }
             Phase::Preparing { .. } | Phase::Deciding | Phase::Over => {
-                panic!("unexpected durability feedback for shard {shard} in {:?}", self.phase)
+                panic!(
+                    "unexpected durability feedback for shard {shard} in {:?}",
+                    self.phase
+                )
             }
         }
     }

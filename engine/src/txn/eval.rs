@@ -170,13 +170,11 @@ fn check(assertion: &Assertion, visible: Option<&Value>) -> Result<(), String> {
                 Err(format!("value hash is {hash:#018x}"))
             }
         }
-        (AssertionKind::IntCompare { op, operand }, Some(value)) => {
-            match parse_int(&value.bytes) {
-                None => fail("value is not an integer"),
-                Some(int) if op.holds(int, *operand) => Ok(()),
-                Some(int) => Err(format!("value is {int}")),
-            }
-        }
+        (AssertionKind::IntCompare { op, operand }, Some(value)) => match parse_int(&value.bytes) {
+            None => fail("value is not an integer"),
+            Some(int) if op.holds(int, *operand) => Ok(()),
+            Some(int) => Err(format!("value is {int}")),
+        },
         (AssertionKind::VersionEquals(expected), value) => {
             let version = value.map_or(0, |v| v.version);
             if version == *expected {
@@ -210,7 +208,8 @@ mod tests {
 
     fn run(part: &TxnPart) -> Result<Evaluation, TxnFailure> {
         let state = state();
-        let read = |key: &[u8]| -> Result<Option<Value>, Infallible> { Ok(state.get(key).cloned()) };
+        let read =
+            |key: &[u8]| -> Result<Option<Value>, Infallible> { Ok(state.get(key).cloned()) };
         match evaluate(part, 1_000, read) {
             Ok(result) => result,
             Err(never) => match never {},
@@ -261,7 +260,10 @@ mod tests {
             AssertionKind::VersionEquals(7),
         ];
         for kind in holds {
-            assert!(asserting(vec![assertion(3, b"int", kind.clone())]).is_ok(), "{kind:?}");
+            assert!(
+                asserting(vec![assertion(3, b"int", kind.clone())]).is_ok(),
+                "{kind:?}"
+            );
         }
         let fails = [
             (b"int".as_slice(), AssertionKind::Absent),
@@ -304,8 +306,18 @@ mod tests {
             );
         }
         // Absent keys (and expired ones) have version 0.
-        assert!(asserting(vec![assertion(0, b"missing", AssertionKind::VersionEquals(0))]).is_ok());
-        assert!(asserting(vec![assertion(0, b"expired", AssertionKind::VersionEquals(0))]).is_ok());
+        assert!(asserting(vec![assertion(
+            0,
+            b"missing",
+            AssertionKind::VersionEquals(0)
+        )])
+        .is_ok());
+        assert!(asserting(vec![assertion(
+            0,
+            b"expired",
+            AssertionKind::VersionEquals(0)
+        )])
+        .is_ok());
         assert!(asserting(vec![assertion(0, b"expired", AssertionKind::Absent)]).is_ok());
     }
 
@@ -326,7 +338,13 @@ mod tests {
                     },
                 ),
                 op(4, b"new", OpKind::Add { delta: 1 }),
-                op(5, b"new", OpKind::Read { with_version: false }),
+                op(
+                    5,
+                    b"new",
+                    OpKind::Read {
+                        with_version: false,
+                    },
+                ),
                 op(6, b"int", OpKind::Add { delta: -50 }),
                 op(7, b"ttl", OpKind::Add { delta: 3 }),
                 op(8, b"expired", OpKind::Add { delta: 1 }),
@@ -334,7 +352,11 @@ mod tests {
             ],
         };
         let evaluation = run(&part).expect("commits");
-        let outputs: Vec<OpOutput> = evaluation.results.iter().map(|r| r.output.clone()).collect();
+        let outputs: Vec<OpOutput> = evaluation
+            .results
+            .iter()
+            .map(|r| r.output.clone())
+            .collect();
         assert_eq!(
             outputs,
             vec![
@@ -430,7 +452,16 @@ mod tests {
         assert_eq!(parse_int(&[b'0'; 40]), Some(0));
         assert_eq!(parse_int(b"9223372036854775807"), Some(i64::MAX));
         assert_eq!(parse_int(b"-9223372036854775808"), Some(i64::MIN));
-        for bad in [&b""[..], b"-", b"+1", b" 1", b"1 ", b"1.0", b"9223372036854775808", b"0x1"] {
+        for bad in [
+            &b""[..],
+            b"-",
+            b"+1",
+            b" 1",
+            b"1 ",
+            b"1.0",
+            b"9223372036854775808",
+            b"0x1",
+        ] {
             assert_eq!(parse_int(bad), None, "{bad:?}");
         }
     }

@@ -242,7 +242,8 @@ impl<'a> Reader<'a> {
     fn writes(&mut self) -> Result<Vec<ResolvedWrite>, RecordError> {
         let count = u32::from_le_bytes(self.array()?) as usize;
         // Each entry takes at least 3 bytes: a count beyond that is garbage, not an allocation.
-        let mut writes = Vec::with_capacity(count.min(self.bytes.len() / WRITE_DELETE_HEADER_BYTES));
+        let mut writes =
+            Vec::with_capacity(count.min(self.bytes.len() / WRITE_DELETE_HEADER_BYTES));
         for _ in 0..count {
             let [kind] = self.array()?;
             let key_len = usize::from(u16::from_le_bytes(self.array()?));
