@@ -14,7 +14,7 @@ use std::ops::Bound;
 
 use crate::constants::{
     BATCH_ITEMS_MAX, CONTINUATION_SIZE_MAX, KEY_SIZE_MAX, SCAN_LIMIT_MAX, TTL_MS_MAX,
-    TXN_ASSERTIONS_MAX, TXN_OPS_MAX, TXN_SIZE_MAX, VALUE_SIZE_MAX,
+    TXN_ITEMS_MAX, TXN_SIZE_MAX, VALUE_SIZE_MAX,
 };
 
 /// The status of a response. Codes are the schema's `Status` enum
@@ -511,20 +511,13 @@ fn validate_txn(txn: &Txn) -> Result<(), Failure> {
             "transaction has neither assertions nor ops",
         ));
     }
-    if txn.assertions.len() > TXN_ASSERTIONS_MAX {
+    let items = txn.assertions.len() + txn.ops.len();
+    if items > TXN_ITEMS_MAX {
         return Err(Failure::new(
             Status::TooManyItems,
             format!(
-                "transaction has {} assertions, the maximum is {TXN_ASSERTIONS_MAX}",
-                txn.assertions.len()
-            ),
-        ));
-    }
-    if txn.ops.len() > TXN_OPS_MAX {
-        return Err(Failure::new(
-            Status::TooManyItems,
-            format!(
-                "transaction has {} ops, the maximum is {TXN_OPS_MAX}",
+                "transaction has {} assertions and {} ops, the maximum is {TXN_ITEMS_MAX} in all",
+                txn.assertions.len(),
                 txn.ops.len()
             ),
         ));

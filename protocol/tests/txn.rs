@@ -6,7 +6,7 @@
 
 use flatbuffers::FlatBufferBuilder;
 use jube_protocol::constants::{
-    KEY_SIZE_MAX, PROTOCOL_VERSION, TXN_ASSERTIONS_MAX, TXN_OPS_MAX, TXN_SIZE_MAX, VALUE_SIZE_MAX,
+    KEY_SIZE_MAX, PROTOCOL_VERSION, TXN_ITEMS_MAX, TXN_SIZE_MAX, VALUE_SIZE_MAX,
 };
 use jube_protocol::generated::jube::wire as fb;
 use jube_protocol::message::value_hash;
@@ -188,18 +188,24 @@ fn limits_are_enforced_and_name_the_index() {
     let status = |txn: Txn| rejection(Operation::Txn(txn));
     assert_eq!(status(Txn::new()).0, Status::InvalidRequest, "empty txn");
     let mut many_ops = Txn::new();
-    for i in 0..=TXN_OPS_MAX {
+    for i in 0..=TXN_ITEMS_MAX {
         many_ops = many_ops.put(format!("k{i}"), "v");
     }
     assert_eq!(status(many_ops).0, Status::TooManyItems);
     let mut many_assertions = Txn::new();
-    for i in 0..=TXN_ASSERTIONS_MAX {
+    for i in 0..=TXN_ITEMS_MAX {
         many_assertions = many_assertions.assert_exists(format!("k{i}"));
     }
     assert_eq!(status(many_assertions).0, Status::TooManyItems);
-    // Exactly at the op limit is fine.
+    // Assertions and ops count together.
+    let mut mixed = Txn::new();
+    for i in 0..TXN_ITEMS_MAX / 2 + 1 {
+        mixed = mixed.assert_exists(format!("k{i}")).put(format!("k{i}"), "v");
+    }
+    assert_eq!(status(mixed).0, Status::TooManyItems);
+    // Exactly at the limit is fine.
     let mut full = Txn::new();
-    for i in 0..TXN_OPS_MAX {
+    for i in 0..TXN_ITEMS_MAX {
         full = full.put(format!("k{i}"), "v");
     }
     assert!(Request {

@@ -124,11 +124,18 @@ pub const TXN_LOCK_WAIT_MAX: Duration = Duration::from_secs(5);
 pub const EXEC_RETRIES_MAX: usize = 16;
 
 /// Commands queued between MULTI and EXEC; past it the command is refused and EXEC answers
-/// EXECABORT. Equal to the protocol's ops per transaction, which EXEC's one Txn must fit.
-pub const MULTI_QUEUED_MAX: usize = jube_protocol::constants::TXN_OPS_MAX;
+/// EXECABORT. EXEC's write transaction holds an assertion and at most a write per key touched,
+/// plus the watched keys, within the protocol's `TXN_ITEMS_MAX`; a block of single-key commands
+/// on distinct keys fits up to about half of it (more keys per command: EXEC says the
+/// transaction is too large).
+pub const MULTI_QUEUED_MAX: usize = jube_protocol::constants::TXN_ITEMS_MAX / 2;
 
-/// Keys one connection may WATCH at once (each is an assertion of EXEC's transaction).
-pub const WATCHED_KEYS_MAX: usize = jube_protocol::constants::TXN_ASSERTIONS_MAX / 2;
+/// Keys one connection may WATCH at once (each is an assertion of EXEC's transactions).
+pub const WATCHED_KEYS_MAX: usize = jube_protocol::constants::TXN_ITEMS_MAX / 4;
+
+// Any valid protocol transaction fits the engine's limit on one shard.
+const _: () =
+    assert!(jube_protocol::constants::TXN_ITEMS_MAX <= jube_engine::txn::TXN_ITEMS_MAX);
 
 const _: () = assert!(RESP_READ_BUFFER_SIZE_MAX > RESP_REQUEST_SIZE_MAX);
 const _: () = assert!(TXN_LOCK_WAITERS_MAX >= 1 && EXEC_RETRIES_MAX >= 1);

@@ -46,7 +46,7 @@ fn compare(op: CompareOp) -> Compare {
 }
 
 fn index(position: usize) -> u32 {
-    u32::try_from(position).expect("TXN_OPS_MAX and TXN_ASSERTIONS_MAX fit in u32")
+    u32::try_from(position).expect("TXN_ITEMS_MAX fits in u32")
 }
 
 /// Splits `txn` into (shard, part), ascending by shard, and what the reply needs. Put TTLs travel

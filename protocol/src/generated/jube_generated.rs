@@ -1308,7 +1308,7 @@ pub enum TxnOffset {}
 /// (checked against the state before any op), every op is applied in order
 /// and the writes are durable together; otherwise nothing is applied and the
 /// result names the first failed assertion or op. Keys may live on any
-/// shards. Limits: TXN_ASSERTIONS_MAX, TXN_OPS_MAX, TXN_SIZE_MAX.
+/// shards. Limits: TXN_ITEMS_MAX, TXN_SIZE_MAX.
 pub struct Txn<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
