@@ -28,21 +28,27 @@ def raw(sock, *words):
 def read_line(f):
     return f.readline()
 
+def read_value(f):
+    """Reads one whole RESP2/RESP3 value; returns its first line."""
+    line = f.readline()
+    kind, rest = line[:1], line[1:-2]
+    if kind in (b"$", b"=", b"!") and rest != b"-1":
+        f.read(int(rest) + 2)
+    elif kind in (b"*", b"~", b">") and rest != b"-1":
+        for _ in range(int(rest)):
+            read_value(f)
+    elif kind in (b"%", b"|"):
+        for _ in range(2 * int(rest)):
+            read_value(f)
+    return line
+
 # Raw RESP: a WATCH conflict answers a null array (*-1 in RESP2, _ in RESP3).
 for proto in (2, 3):
     s = socket.create_connection(("127.0.0.1", port))
     f = s.makefile("rb")
     if proto == 3:
         raw(s, "HELLO", "3")
-        first = read_line(f)
-        assert first.startswith(b"%"), first
-        for _ in range(int(first[1:]) * 2):
-            line = read_line(f)
-            if line[:1] in (b"$",):
-                read_line(f)
-            elif line[:1] == b"*":
-                for _ in range(int(line[1:])):
-                    read_line(f)
+        assert read_value(f).startswith(b"%")
     other = redis.Redis(port=port)
     other.set("w", "0")
     raw(s, "WATCH", "w"); assert read_line(f) == b"+OK\r\n"
@@ -71,10 +77,19 @@ for protocol in (2, 3):
     assert results[11] == "x", results
     assert r.get("s") == "text!" and r.get("a") is None
 
-    # DISCARD, EXEC/DISCARD without MULTI, nested MULTI, WATCH inside MULTI.
-    assert r.execute_command("MULTI") in (b"OK", "OK", True)
-    assert r.execute_command("SET", "d", "1") in (b"QUEUED", "QUEUED")
-    assert r.execute_command("DISCARD") in (b"OK", "OK", True)
+    # DISCARD, nested MULTI and WATCH inside MULTI (errors that do not abort the block).
+    c = r.connection_pool.get_connection("MULTI")
+    c.send_command("MULTI"); assert c.read_response() in (b"OK", "OK")
+    c.send_command("SET", "d", "1"); assert c.read_response() in (b"QUEUED", "QUEUED")
+    for command, text in ((("MULTI",), "nested"), (("WATCH", "d"), "WATCH inside MULTI")):
+        c.send_command(*command)
+        try:
+            c.read_response()
+            raise AssertionError(command)
+        except redis.ResponseError as error:
+            assert text in str(error), error
+    c.send_command("DISCARD"); assert c.read_response() in (b"OK", "OK")
+    r.connection_pool.release(c)
     assert r.get("d") is None
     for command, text in (("EXEC", "EXEC without MULTI"), ("DISCARD", "DISCARD without MULTI")):
         try:
