@@ -10,6 +10,7 @@ use jube_engine::constants::{
 };
 use jube_engine::tree::page::HEADER_FIELD_OFFSETS;
 use jube_engine::tree::superblock::field;
+use jube_engine::txn::record::WRITE_PUT_HEADER_BYTES;
 
 /// Rows `(offset, size, field)` of the first table after `heading`, skipping the variable-size
 /// rows (whose offset or size is an expression like `24 + key_size`); their size is then `None`.
@@ -89,5 +90,21 @@ fn format_tables_match_the_code() {
         &[("child", 0), ("key_size", 8)],
         BRANCH_RECORD_HEADER_SIZE,
         "branch record",
+    );
+    let write: Vec<_> = table(&doc, "### Transaction write entry")
+        .into_iter()
+        .filter(|r| r.1.is_some())
+        .collect();
+    let write_fields = [
+        ("kind: 1 = put, 2 = delete", 0),
+        ("key length", 1),
+        ("expiry ms (put only): absolute wall-clock ms, 0 = none", 3),
+        ("value length (put only)", 11),
+    ];
+    check(
+        &write,
+        &write_fields,
+        WRITE_PUT_HEADER_BYTES,
+        "txn write entry",
     );
 }

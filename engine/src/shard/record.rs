@@ -10,7 +10,8 @@
 //! | 1 | Put | key length u16, expiry ms u64 (0 = none), key, value (the rest) |
 //! | 2 | Delete | key length u16, key |
 //!
-//! Type 0 is reserved by the WAL; types 3 and up are reserved for transactions and TTL sweeps.
+//! Type 0 is reserved by the WAL; types 3 to 15 are free; transactions use 16 to 20
+//! ([`crate::txn::record`]).
 
 use std::fmt;
 

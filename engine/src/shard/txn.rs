@@ -582,3 +582,7 @@ impl<V: Vfs + Clone> Shard<V> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "txn_tests.rs"]
+mod tests;

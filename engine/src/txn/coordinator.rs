@@ -363,7 +363,8 @@ impl Coordinator {
                     self.phase = Phase::Finishing {
                         pending: self.shards.len() - 1,
                     };
-                    for shard in self.shards[1..].to_vec() {
+                    let others: Vec<u32> = self.shards.iter().skip(1).copied().collect();
+                    for shard in others {
                         self.push(Step::Finish {
                             shard,
                             id,
@@ -470,5 +471,320 @@ impl Coordinator {
                 id,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{OpKind, OpOutput, OpResult, TxnFailure, TxnOp};
+    use super::*;
+
+    const ID: TxnId = TxnId {
+        coordinator: 1,
+        number: 40,
+    };
+
+    fn part(index: u32, write: bool) -> TxnPart {
+        let kind = if write {
+            OpKind::Delete
+        } else {
+            OpKind::Read {
+                with_version: false,
+            }
+        };
+        TxnPart {
+            assertions: Vec::new(),
+            ops: vec![TxnOp {
+                index,
+                key: vec![b'k', index as u8],
+                kind,
+            }],
+        }
+    }
+
+    fn result(index: u32) -> OpResult {
+        OpResult {
+            index,
+            output: OpOutput::Deleted { existed: true },
+        }
+    }
+
+    fn prepared(shard: u32, index: u32, wait_lsn: Lsn) -> Feedback {
+        Feedback::Prepared {
+            shard,
+            reply: Ok(PrepareReply::Prepared {
+                id: ID,
+                results: vec![result(index)],
+                wait_lsn,
+            }),
+        }
+    }
+
+    fn durable(shard: u32, lsn: Lsn) -> Feedback {
+        Feedback::Durable {
+            shard,
+            lsn,
+            result: Ok(()),
+        }
+    }
+
+    fn busy() -> ShardError {
+        ShardError::Busy {
+            detail: "full".to_string(),
+        }
+    }
+
+    /// Shards 1, 4, 9 given out of order; part indexes 2, 0, 1.
+    fn three_shards(write: bool) -> Coordinator {
+        Coordinator::new(vec![
+            (9, part(1, write)),
+            (1, part(2, write)),
+            (4, part(0, write)),
+        ])
+    }
+
+    fn prepare_all(coordinator: &mut Coordinator) {
+        for (shard, index, lsn) in [(1, 2, 40), (4, 0, 7), (9, 1, 12)] {
+            let steps = coordinator.take_steps();
+            assert_eq!(steps.len(), 1, "one prepare at a time: {steps:?}");
+            let Step::Prepare { shard: to, request } = &steps[0] else {
+                panic!("{steps:?}")
+            };
+            assert_eq!(*to, shard, "ascending shard order");
+            assert_eq!(request.id, (shard != 1).then_some(ID), "C allocates the id");
+            coordinator.feed(prepared(shard, index, lsn));
+        }
+    }
+
+    #[test]
+    fn a_writing_txn_prepares_in_order_decides_answers_finishes_and_forgets() {
+        let mut coordinator = three_shards(true);
+        assert_eq!(coordinator.participants(), vec![1, 4, 9]);
+        prepare_all(&mut coordinator);
+        assert_eq!(coordinator.id(), Some(ID));
+        let waits = coordinator.take_steps();
+        assert_eq!(
+            waits,
+            vec![
+                Step::AwaitDurable { shard: 1, lsn: 40 },
+                Step::AwaitDurable { shard: 4, lsn: 7 },
+                Step::AwaitDurable { shard: 9, lsn: 12 },
+            ]
+        );
+        coordinator.feed(durable(9, 12));
+        coordinator.feed(durable(1, 40));
+        assert!(
+            coordinator.take_steps().is_empty(),
+            "no decision before every prepare"
+        );
+        coordinator.feed(durable(4, 7));
+        let decide = coordinator.take_steps();
+        assert_eq!(
+            decide,
+            vec![Step::Decide {
+                shard: 1,
+                id: ID,
+                participants: vec![1, 4, 9]
+            }]
+        );
+        coordinator.feed(Feedback::Decided {
+            shard: 1,
+            result: Ok(41),
+        });
+        assert_eq!(
+            coordinator.take_steps(),
+            vec![Step::AwaitDurable { shard: 1, lsn: 41 }]
+        );
+        coordinator.feed(durable(1, 41));
+        let steps = coordinator.take_steps();
+        let results = vec![result(0), result(1), result(2)];
+        assert_eq!(
+            steps,
+            vec![
+                Step::Reply(Ok(TxnOutcome::Committed { results })),
+                Step::Finish {
+                    shard: 4,
+                    id: ID,
+                    commit: true
+                },
+                Step::Finish {
+                    shard: 9,
+                    id: ID,
+                    commit: true
+                },
+            ]
+        );
+        coordinator.feed(Feedback::Finished {
+            shard: 9,
+            result: Err(busy()),
+        });
+        let retry = coordinator.take_steps();
+        assert_eq!(
+            retry,
+            vec![Step::Finish {
+                shard: 9,
+                id: ID,
+                commit: true
+            }],
+            "a busy finish is asked again"
+        );
+        coordinator.feed(Feedback::Finished {
+            shard: 4,
+            result: Ok(8),
+        });
+        coordinator.feed(Feedback::Finished {
+            shard: 9,
+            result: Ok(13),
+        });
+        let waits = coordinator.take_steps();
+        assert_eq!(waits.len(), 2);
+        coordinator.feed(durable(4, 8));
+        assert!(
+            coordinator.take_steps().is_empty(),
+            "no forget before every Commit"
+        );
+        coordinator.feed(durable(9, 13));
+        assert_eq!(
+            coordinator.take_steps(),
+            vec![Step::Forget { shard: 1, id: ID }]
+        );
+        assert!(coordinator.is_done());
+    }
+
+    #[test]
+    fn a_failed_assertion_aborts_the_prepared_and_answers_after_its_barrier() {
+        let mut coordinator = three_shards(true);
+        coordinator.take_steps();
+        coordinator.feed(prepared(1, 2, 40));
+        coordinator.take_steps();
+        coordinator.feed(prepared(4, 0, 7));
+        coordinator.take_steps();
+        let failure = TxnFailure::AssertionFailed {
+            index: 1,
+            detail: "key is absent".to_string(),
+        };
+        coordinator.feed(Feedback::Prepared {
+            shard: 9,
+            reply: Ok(PrepareReply::Failed {
+                failure: failure.clone(),
+                wait_lsn: 5,
+            }),
+        });
+        let steps = coordinator.take_steps();
+        assert_eq!(
+            steps,
+            vec![
+                Step::AwaitDurable { shard: 9, lsn: 5 },
+                Step::Finish {
+                    shard: 1,
+                    id: ID,
+                    commit: false
+                },
+                Step::Finish {
+                    shard: 4,
+                    id: ID,
+                    commit: false
+                },
+            ]
+        );
+        coordinator.feed(Feedback::Finished {
+            shard: 1,
+            result: Ok(42),
+        });
+        coordinator.feed(Feedback::Finished {
+            shard: 4,
+            result: Ok(8),
+        });
+        assert!(!coordinator.is_done());
+        coordinator.feed(durable(9, 5));
+        assert_eq!(
+            coordinator.take_steps(),
+            vec![Step::Reply(Ok(TxnOutcome::Failed(failure)))]
+        );
+        assert!(coordinator.is_done());
+    }
+
+    #[test]
+    fn an_error_at_the_coordinator_shard_answers_at_once() {
+        let mut coordinator = three_shards(true);
+        coordinator.take_steps();
+        coordinator.feed(Feedback::Prepared {
+            shard: 1,
+            reply: Err(busy()),
+        });
+        assert_eq!(coordinator.take_steps(), vec![Step::Reply(Err(busy()))]);
+        assert!(coordinator.is_done());
+        assert_eq!(coordinator.id(), None);
+    }
+
+    #[test]
+    fn a_refused_decision_aborts_and_a_failed_one_leaves_it_to_recovery() {
+        for refused in [true, false] {
+            let mut coordinator = three_shards(true);
+            prepare_all(&mut coordinator);
+            coordinator.take_steps();
+            for (shard, lsn) in [(1, 40), (4, 7), (9, 12)] {
+                coordinator.feed(durable(shard, lsn));
+            }
+            coordinator.take_steps();
+            let error = if refused {
+                busy()
+            } else {
+                ShardError::Failed {
+                    detail: "EIO".to_string(),
+                }
+            };
+            coordinator.feed(Feedback::Decided {
+                shard: 1,
+                result: Err(error.clone()),
+            });
+            let steps = coordinator.take_steps();
+            assert_eq!(steps[0], Step::Reply(Err(error)));
+            if refused {
+                assert_eq!(steps.len(), 4, "abort at every participant: {steps:?}");
+                assert!(steps[1..]
+                    .iter()
+                    .all(|s| matches!(s, Step::Finish { commit: false, .. })));
+                for shard in [1, 4, 9] {
+                    coordinator.feed(Feedback::Finished {
+                        shard,
+                        result: Ok(0),
+                    });
+                }
+            } else {
+                assert_eq!(steps.len(), 1, "nothing may follow an unknown decision");
+            }
+            assert!(coordinator.is_done());
+        }
+    }
+
+    #[test]
+    fn a_read_only_txn_never_decides_and_releases_everyone() {
+        let mut coordinator = three_shards(false);
+        for (shard, index) in [(1, 2), (4, 0), (9, 1)] {
+            let steps = coordinator.take_steps();
+            let Step::Prepare { request, .. } = &steps[0] else {
+                panic!("{steps:?}")
+            };
+            assert!(request.read_only);
+            coordinator.feed(prepared(shard, index, 0));
+        }
+        let steps = coordinator.take_steps();
+        assert!(matches!(
+            steps[0],
+            Step::Reply(Ok(TxnOutcome::Committed { .. }))
+        ));
+        assert_eq!(steps.len(), 4, "reply and three releases: {steps:?}");
+        for shard in [1, 4, 9] {
+            coordinator.feed(Feedback::Finished {
+                shard,
+                result: Ok(0),
+            });
+        }
+        assert!(
+            coordinator.take_steps().is_empty(),
+            "no forget: nothing was decided"
+        );
+        assert!(coordinator.is_done());
     }
 }

@@ -168,13 +168,11 @@ where
             report,
         });
     };
-    // Segments are released oldest first, so the ones still present before the replay point
-    // form a run of consecutive sequence numbers ending at it; an older segment separated by a
-    // gap was released (its rename undone by a crash) and holds nothing anyone needs.
-    let mut start = start;
-    while retained && start > 0 && valid[start - 1].seq + 1 == valid[start].seq {
-        start -= 1;
-    }
+    let start = if retained {
+        retained_start(vfs, config, &headers, &valid, start)?
+    } else {
+        start
+    };
     let chain = &valid[start..];
     check_chain(vfs, &headers, chain)?;
     let from = ReplayFrom {
@@ -220,6 +218,48 @@ where
         seq_max,
         report,
     })
+}
+
+/// The oldest segment from which the log is contiguous up to `valid[start]`: walking back, a
+/// segment joins while its valid records end exactly where the next one begins (an empty one,
+/// left by an open that crashed, begins where the next one does), with no
+/// invalid header between them. Segments are released oldest first, so what is still present
+/// is normally one contiguous run; a segment whose release a crash undid while a newer one's
+/// release stuck leaves an LSN gap, and it and everything older are left out (they hold only
+/// records every retained structure has moved past).
+fn retained_start<V: Vfs>(
+    vfs: &mut V,
+    config: &WalConfig,
+    headers: &BTreeMap<u64, Header>,
+    valid: &[SegmentHeader],
+    start: usize,
+) -> Result<usize, WalError> {
+    let mut start = start;
+    while start > 0 {
+        let (older, newer) = (&valid[start - 1], &valid[start]);
+        let gap_header = headers
+            .range(older.seq + 1..newer.seq)
+            .any(|(_, h)| matches!(h, Header::Invalid(_)));
+        if gap_header || older.first_lsn > newer.first_lsn {
+            break;
+        }
+        let mut file = vfs.open(&segment_name(older.seq), OpenMode::Existing)?;
+        let path = file.path().to_string();
+        let size = file.size();
+        let data = read_file(&mut file, size)?;
+        let mut report = RecoveryReport::default();
+        let nothing = ReplayFrom {
+            lsn: Lsn::MAX,
+            retained: false,
+        };
+        let mut skip = |_: RedoRecord<'_>| Ok(());
+        let stop = walk_segment(config, &data, older, &path, nothing, &mut skip, &mut report);
+        match stop {
+            Ok(stop) if stop.next_lsn == newer.first_lsn => start -= 1,
+            _ => break,
+        }
+    }
+    Ok(start)
 }
 
 fn vfs_path<V: Vfs>(vfs: &V, seq: u64) -> String {
