@@ -29,7 +29,7 @@ use crate::constants::PIPELINE_DEPTH_MAX;
 use crate::frame::{decode_response, encode_request, Decoded, EncodeError};
 use crate::message::{
     CheckpointReply, Entry, Failure, Get, GetReply, InfoReply, Operation, OperationKind, Reply,
-    Request, Response, Scan, ScanReply, Status,
+    Request, Response, Scan, ScanReply, Status, Txn, TxnOutcome,
 };
 
 /// How the client connects and waits.
@@ -264,6 +264,18 @@ impl Client {
     pub fn checkpoint(&mut self) -> Result<CheckpointReply, ClientError> {
         match self.call(Operation::Checkpoint)? {
             Reply::Checkpoint(reply) => Ok(reply),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Runs `txn` (built with `Txn::new()` and its methods) atomically.
+    /// An assertion that fails or an op that cannot apply is an `Ok` outcome
+    /// (`TxnOutcome::AssertionFailed` / `OpFailed`, naming the index);
+    /// `Err` means the server refused or could not run it (`Busy` when a key
+    /// is locked by too many waiting transactions: retry).
+    pub fn txn(&mut self, txn: Txn) -> Result<TxnOutcome, ClientError> {
+        match self.call(Operation::Txn(txn))? {
+            Reply::Txn(outcome) => Ok(outcome),
             other => Err(unexpected(&other)),
         }
     }

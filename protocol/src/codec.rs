@@ -14,8 +14,9 @@ use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, UnionWIPOffset, Vector, WI
 use crate::constants::{FILE_IDENTIFIER, MESSAGE_SIZE_MAX};
 use crate::generated::jube::wire as fb;
 use crate::message::{
-    CheckpointReply, Entry, Failure, Get, GetReply, InfoReply, InfoSection, Metric, Operation,
-    Reply, Request, Response, Scan, ScanReply, Status,
+    Assertion, Check, CheckpointReply, CompareOp, Entry, Failure, Get, GetReply, InfoReply,
+    InfoSection, Metric, Operation, Reply, Request, Response, Scan, ScanReply, Status, Txn, TxnOp,
+    TxnOpResult, TxnOutcome,
 };
 
 type Builder<'b> = FlatBufferBuilder<'b>;
@@ -168,7 +169,205 @@ fn build_operation(
             let op = fb::Checkpoint::create(fbb, &fb::CheckpointArgs {});
             (fb::Operation::Checkpoint, op.as_union_value())
         }
+        Operation::Txn(txn) => (fb::Operation::Txn, build_txn(fbb, txn).as_union_value()),
     }
+}
+
+fn compare_op_wire(op: CompareOp) -> fb::CompareOp {
+    match op {
+        CompareOp::Eq => fb::CompareOp::Eq,
+        CompareOp::Ne => fb::CompareOp::Ne,
+        CompareOp::Lt => fb::CompareOp::Lt,
+        CompareOp::Le => fb::CompareOp::Le,
+        CompareOp::Gt => fb::CompareOp::Gt,
+        CompareOp::Ge => fb::CompareOp::Ge,
+    }
+}
+
+fn build_assertion<'b>(
+    fbb: &mut Builder<'b>,
+    assertion: &Assertion,
+) -> WIPOffset<fb::Assertion<'b>> {
+    let key = bytes(fbb, &assertion.key);
+    let mut args = fb::AssertionArgs {
+        key: Some(key),
+        ..Default::default()
+    };
+    match &assertion.check {
+        Check::Exists => args.kind = fb::AssertionKind::Exists,
+        Check::Absent => args.kind = fb::AssertionKind::Absent,
+        Check::ValueEquals(value) => {
+            args.kind = fb::AssertionKind::ValueEquals;
+            args.value = Some(bytes(fbb, value));
+        }
+        Check::HashEquals(hash) => {
+            args.kind = fb::AssertionKind::HashEquals;
+            args.number = *hash;
+        }
+        Check::IntCompare { op, operand } => {
+            args.kind = fb::AssertionKind::IntCompare;
+            args.compare = compare_op_wire(*op);
+            args.operand = *operand;
+        }
+        Check::VersionEquals(version) => {
+            args.kind = fb::AssertionKind::VersionEquals;
+            args.number = *version;
+        }
+    }
+    fb::Assertion::create(fbb, &args)
+}
+
+fn build_txn_op<'b>(fbb: &mut Builder<'b>, op: &TxnOp) -> WIPOffset<fb::TxnOp<'b>> {
+    let key = bytes(fbb, op.key());
+    let mut args = fb::TxnOpArgs {
+        key: Some(key),
+        ..Default::default()
+    };
+    match op {
+        TxnOp::Read(get) => {
+            args.kind = fb::TxnOpKind::Read;
+            args.with_version = get.with_version;
+            args.with_ttl = get.with_ttl;
+        }
+        TxnOp::Put(entry) => {
+            args.kind = fb::TxnOpKind::Put;
+            args.value = Some(bytes(fbb, &entry.value));
+            args.ttl_ms = entry.ttl_ms;
+        }
+        TxnOp::Delete { .. } => args.kind = fb::TxnOpKind::Delete,
+        TxnOp::Add { delta, .. } => {
+            args.kind = fb::TxnOpKind::Add;
+            args.delta = *delta;
+        }
+    }
+    fb::TxnOp::create(fbb, &args)
+}
+
+fn build_txn<'b>(fbb: &mut Builder<'b>, txn: &Txn) -> WIPOffset<fb::Txn<'b>> {
+    let assertions: Vec<_> = txn
+        .assertions
+        .iter()
+        .map(|assertion| build_assertion(fbb, assertion))
+        .collect();
+    let assertions = fbb.create_vector(&assertions);
+    let ops: Vec<_> = txn.ops.iter().map(|op| build_txn_op(fbb, op)).collect();
+    let ops = fbb.create_vector(&ops);
+    fb::Txn::create(
+        fbb,
+        &fb::TxnArgs {
+            assertions: Some(assertions),
+            ops: Some(ops),
+        },
+    )
+}
+
+fn read_compare_op(op: fb::CompareOp, index: usize) -> Result<CompareOp, Failure> {
+    Ok(match op {
+        fb::CompareOp::Eq => CompareOp::Eq,
+        fb::CompareOp::Ne => CompareOp::Ne,
+        fb::CompareOp::Lt => CompareOp::Lt,
+        fb::CompareOp::Le => CompareOp::Le,
+        fb::CompareOp::Gt => CompareOp::Gt,
+        fb::CompareOp::Ge => CompareOp::Ge,
+        unknown => {
+            return Err(Failure::new(
+                Status::UnknownOperation,
+                format!(
+                    "assertion {index}: comparison {} is unknown to this server",
+                    unknown.0
+                ),
+            ))
+        }
+    })
+}
+
+fn read_assertion(assertion: &fb::Assertion<'_>, index: usize) -> Result<Assertion, Failure> {
+    let value = assertion.value().map(|value| value.bytes().to_vec());
+    let check = match assertion.kind() {
+        fb::AssertionKind::Exists => Check::Exists,
+        fb::AssertionKind::Absent => Check::Absent,
+        fb::AssertionKind::ValueEquals => Check::ValueEquals(value.ok_or_else(|| {
+            Failure::new(
+                Status::InvalidRequest,
+                format!("assertion {index}: ValueEquals has no value"),
+            )
+        })?),
+        fb::AssertionKind::HashEquals => Check::HashEquals(assertion.number()),
+        fb::AssertionKind::IntCompare => Check::IntCompare {
+            op: read_compare_op(assertion.compare(), index)?,
+            operand: assertion.operand(),
+        },
+        fb::AssertionKind::VersionEquals => Check::VersionEquals(assertion.number()),
+        unknown => {
+            return Err(Failure::new(
+                Status::UnknownOperation,
+                format!(
+                    "assertion {index}: kind {} is unknown to this server",
+                    unknown.0
+                ),
+            ))
+        }
+    };
+    Ok(Assertion {
+        key: assertion.key().bytes().to_vec(),
+        check,
+    })
+}
+
+fn read_txn_op(op: &fb::TxnOp<'_>, index: usize) -> Result<TxnOp, Failure> {
+    let key = op.key().bytes().to_vec();
+    Ok(match op.kind() {
+        fb::TxnOpKind::Read => TxnOp::Read(Get {
+            key,
+            with_version: op.with_version(),
+            with_ttl: op.with_ttl(),
+        }),
+        fb::TxnOpKind::Put => TxnOp::Put(Entry {
+            key,
+            value: op
+                .value()
+                .ok_or_else(|| {
+                    Failure::new(
+                        Status::InvalidRequest,
+                        format!("op {index}: Put has no value"),
+                    )
+                })?
+                .bytes()
+                .to_vec(),
+            ttl_ms: op.ttl_ms(),
+        }),
+        fb::TxnOpKind::Delete => TxnOp::Delete { key },
+        fb::TxnOpKind::Add => TxnOp::Add {
+            key,
+            delta: op.delta(),
+        },
+        unknown => {
+            return Err(Failure::new(
+                Status::UnknownOperation,
+                format!("op {index}: kind {} is unknown to this server", unknown.0),
+            ))
+        }
+    })
+}
+
+fn read_txn(txn: &fb::Txn<'_>) -> Result<Txn, Failure> {
+    let assertions = match txn.assertions() {
+        Some(assertions) => assertions
+            .iter()
+            .enumerate()
+            .map(|(index, assertion)| read_assertion(&assertion, index))
+            .collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
+    let ops = match txn.ops() {
+        Some(ops) => ops
+            .iter()
+            .enumerate()
+            .map(|(index, op)| read_txn_op(&op, index))
+            .collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
+    Ok(Txn { assertions, ops })
 }
 
 /// Reads the operation of a verified request whose version was accepted.
@@ -232,6 +431,10 @@ pub(crate) fn read_operation(request: &fb::Request<'_>) -> Result<Operation, Fai
         }
         fb::Operation::Info => Operation::Info,
         fb::Operation::Checkpoint => Operation::Checkpoint,
+        fb::Operation::Txn => {
+            let txn = request.op_as_txn().ok_or_else(missing)?;
+            Operation::Txn(read_txn(&txn)?)
+        }
         unknown => {
             return Err(Failure::new(
                 Status::UnknownOperation,
@@ -388,6 +591,10 @@ fn build_reply(
             )
         }
         Reply::Info(info) => (R::InfoResult, build_info(fbb, info).as_union_value()),
+        Reply::Txn(outcome) => (
+            R::TxnResult,
+            build_txn_result(fbb, outcome).as_union_value(),
+        ),
         Reply::Checkpoint(checkpoint) => {
             let args = fb::CheckpointResultArgs {
                 duration_us: checkpoint.duration_us,
@@ -398,6 +605,119 @@ fn build_reply(
             )
         }
     }
+}
+
+fn build_txn_op_result<'b>(
+    fbb: &mut Builder<'b>,
+    result: &TxnOpResult,
+) -> WIPOffset<fb::TxnOpResult<'b>> {
+    let mut args = fb::TxnOpResultArgs::default();
+    match result {
+        TxnOpResult::Read(None) => args.kind = fb::TxnOpKind::Read,
+        TxnOpResult::Read(Some(get)) => {
+            args.kind = fb::TxnOpKind::Read;
+            args.found = true;
+            args.value = Some(bytes(fbb, &get.value));
+            args.version = get.version;
+            args.ttl_remaining_ms = get.ttl_remaining_ms;
+        }
+        TxnOpResult::Put => args.kind = fb::TxnOpKind::Put,
+        TxnOpResult::Delete { existed } => {
+            args.kind = fb::TxnOpKind::Delete;
+            args.found = *existed;
+        }
+        TxnOpResult::Add { value } => {
+            args.kind = fb::TxnOpKind::Add;
+            args.number = *value;
+        }
+    }
+    fb::TxnOpResult::create(fbb, &args)
+}
+
+fn build_txn_result<'b>(
+    fbb: &mut Builder<'b>,
+    outcome: &TxnOutcome,
+) -> WIPOffset<fb::TxnResult<'b>> {
+    let (kind, index, detail, results) = match outcome {
+        TxnOutcome::Committed(results) => (fb::TxnOutcome::Committed, 0, None, &results[..]),
+        TxnOutcome::AssertionFailed { index, detail } => (
+            fb::TxnOutcome::AssertionFailed,
+            *index,
+            Some(detail),
+            &[][..],
+        ),
+        TxnOutcome::OpFailed { index, detail } => {
+            (fb::TxnOutcome::OpFailed, *index, Some(detail), &[][..])
+        }
+    };
+    let results: Vec<_> = results
+        .iter()
+        .map(|result| build_txn_op_result(fbb, result))
+        .collect();
+    let results = fbb.create_vector(&results);
+    let detail = detail.map(|detail| fbb.create_string(message_truncated(detail)));
+    fb::TxnResult::create(
+        fbb,
+        &fb::TxnResultArgs {
+            outcome: kind,
+            failed_index: index,
+            detail,
+            results: Some(results),
+        },
+    )
+}
+
+/// Reads a TxnResult.
+fn read_txn_result(result: &fb::TxnResult<'_>) -> Result<TxnOutcome, String> {
+    let detail = result.detail().unwrap_or_default().to_owned();
+    let index = result.failed_index();
+    Ok(match result.outcome() {
+        fb::TxnOutcome::Committed => TxnOutcome::Committed(
+            result
+                .results()
+                .map(|results| {
+                    results
+                        .iter()
+                        .map(|r| read_txn_op_result(&r))
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?
+                .unwrap_or_default(),
+        ),
+        fb::TxnOutcome::AssertionFailed => TxnOutcome::AssertionFailed { index, detail },
+        fb::TxnOutcome::OpFailed => TxnOutcome::OpFailed { index, detail },
+        unknown => {
+            return Err(format!(
+                "txn outcome {} is unknown to this client",
+                unknown.0
+            ))
+        }
+    })
+}
+
+fn read_txn_op_result(result: &fb::TxnOpResult<'_>) -> Result<TxnOpResult, String> {
+    Ok(match (result.kind(), result.found(), result.value()) {
+        (fb::TxnOpKind::Read, true, Some(value)) => TxnOpResult::Read(Some(GetReply {
+            value: value.bytes().to_vec(),
+            version: result.version(),
+            ttl_remaining_ms: result.ttl_remaining_ms(),
+        })),
+        (fb::TxnOpKind::Read, false, None) => TxnOpResult::Read(None),
+        (fb::TxnOpKind::Read, _, _) => {
+            return Err("a Read result's found flag and value disagree".to_owned())
+        }
+        (fb::TxnOpKind::Put, _, _) => TxnOpResult::Put,
+        (fb::TxnOpKind::Delete, existed, _) => TxnOpResult::Delete { existed },
+        (fb::TxnOpKind::Add, _, _) => TxnOpResult::Add {
+            value: result.number(),
+        },
+        (unknown, _, _) => {
+            return Err(format!(
+                "txn op result kind {} is unknown to this client",
+                unknown.0
+            ))
+        }
+    })
 }
 
 fn build_info<'b>(fbb: &mut Builder<'b>, info: &InfoReply) -> WIPOffset<fb::InfoResult<'b>> {
@@ -494,6 +814,10 @@ pub(crate) fn read_outcome(response: &fb::Response<'_>) -> Result<Result<Reply, 
             Reply::Checkpoint(CheckpointReply {
                 duration_us: checkpoint.duration_us(),
             })
+        }
+        R::TxnResult => {
+            let txn = response.result_as_txn_result().ok_or_else(missing)?;
+            Reply::Txn(read_txn_result(&txn)?)
         }
         unknown => {
             return Err(format!(

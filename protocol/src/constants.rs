@@ -75,6 +75,21 @@ pub const MESSAGE_SIZE_MAX: usize = 4096;
 /// would otherwise deadlock once both socket buffers fill.
 pub const PIPELINE_DEPTH_MAX: usize = 64;
 
+/// Most assertions plus ops in one Txn (`TooManyItems`). Why 1024: as
+/// `BATCH_ITEMS_MAX`, a transaction fans out to its keys' shards and locks
+/// them all at once; the bound keeps what one request can lock and pin
+/// bounded, while a write of a full batch still fits. It must not exceed the
+/// engine's limit per shard (`jube_engine::txn::TXN_ITEMS_MAX`, checked in the
+/// server), so that any valid Txn fits any one shard.
+pub const TXN_ITEMS_MAX: usize = BATCH_ITEMS_MAX;
+
+/// Most bytes of keys and values (assertion keys and expected values, op
+/// keys and put values) one Txn carries (`TooManyItems`). Why 2 MiB: a
+/// shard logs its part of a transaction as one WAL record, which must fit
+/// the WAL's buffer with room for other writers; 2 MiB holds one maximal
+/// value plus many small ones, and keeps the request well inside a frame.
+pub const TXN_SIZE_MAX: usize = 2 * 1024 * 1024;
+
 /// Verifier: deepest nesting of tables. Our deepest message today is
 /// Response > InfoResult > InfoSection > Metric (4); 16 leaves room for Txn
 /// (a table of operations) without letting a crafted frame recurse deeply.
@@ -112,5 +127,11 @@ const _: () = assert!(BATCH_ITEMS_MAX + 4 <= VERIFIER_TABLES_MAX);
 const _: () = assert!(SCAN_LIMIT_MAX as usize + 4 <= VERIFIER_TABLES_MAX);
 const _: () = assert!(CONTINUATION_SIZE_MAX >= KEY_SIZE_MAX);
 const _: () = assert!(VERIFIER_APPARENT_SIZE_MAX >= FRAME_SIZE_MAX);
+// A maximal Txn fits in a frame (its bytes plus a generous 64 bytes of
+// structure per assertion and op) and passes the verifier's table count.
+const _: () = assert!(TXN_SIZE_MAX + TXN_ITEMS_MAX * PUT_OVERHEAD_SIZE_MAX / 4 <= FRAME_SIZE_MAX);
+const _: () = assert!(TXN_ITEMS_MAX + 4 <= VERIFIER_TABLES_MAX);
+// A transaction holds at least one maximal value.
+const _: () = assert!(TXN_SIZE_MAX >= KEY_SIZE_MAX + VALUE_SIZE_MAX);
 // 100 years in nanoseconds still fits in a u64 deadline.
 const _: () = assert!(TTL_MS_MAX.checked_mul(1_000_000).is_some());

@@ -46,6 +46,7 @@ pub use frame::{
     EncodeError,
 };
 pub use message::{
-    CheckpointReply, Entry, Failure, Get, GetReply, InfoReply, InfoSection, Metric, Operation,
-    OperationKind, Reply, Request, Response, Scan, ScanReply, Status,
+    Assertion, Check, CheckpointReply, CompareOp, Entry, Failure, Get, GetReply, InfoReply,
+    InfoSection, Metric, Operation, OperationKind, Reply, Request, Response, Scan, ScanReply,
+    Status, Txn, TxnOp, TxnOpResult, TxnOutcome,
 };

@@ -14,7 +14,7 @@ use std::ops::Bound;
 
 use crate::constants::{
     BATCH_ITEMS_MAX, CONTINUATION_SIZE_MAX, KEY_SIZE_MAX, SCAN_LIMIT_MAX, TTL_MS_MAX,
-    VALUE_SIZE_MAX,
+    TXN_ITEMS_MAX, TXN_SIZE_MAX, VALUE_SIZE_MAX,
 };
 
 /// The status of a response. Codes are the schema's `Status` enum
@@ -118,6 +118,7 @@ pub enum Operation {
     Scan(Scan),
     Info,
     Checkpoint,
+    Txn(Txn),
 }
 
 /// Get one key, optionally with its version and remaining TTL.
@@ -194,6 +195,258 @@ impl Scan {
     }
 }
 
+/// An atomic transaction: assertions checked against the state before it,
+/// then ops applied in order (docs/protocol.md, "Transactions"). An
+/// assertion's or op's position in its vector is its index, which a failed
+/// outcome names.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Txn {
+    pub assertions: Vec<Assertion>,
+    pub ops: Vec<TxnOp>,
+}
+
+impl Txn {
+    /// Every key the transaction names (assertions first, then ops, repeats
+    /// kept).
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        let asserted = self.assertions.iter().map(|a| a.key.as_slice());
+        asserted.chain(self.ops.iter().map(TxnOp::key))
+    }
+
+    /// Bytes of keys and values the transaction carries: what `TXN_SIZE_MAX`
+    /// bounds.
+    pub fn size_bytes(&self) -> usize {
+        let assertions: usize = self
+            .assertions
+            .iter()
+            .map(|a| {
+                let value = match &a.check {
+                    Check::ValueEquals(value) => value.len(),
+                    _ => 0,
+                };
+                a.key.len() + value
+            })
+            .sum();
+        let ops: usize = self
+            .ops
+            .iter()
+            .map(|op| match op {
+                TxnOp::Put(entry) => entry.key.len() + entry.value.len(),
+                other => other.key().len(),
+            })
+            .sum();
+        assertions + ops
+    }
+
+    /// Whether the transaction writes anything (a read-only one needs no log
+    /// record).
+    pub fn has_writes(&self) -> bool {
+        self.ops.iter().any(|op| !matches!(op, TxnOp::Read { .. }))
+    }
+}
+
+/// The value hash of `Check::HashEquals`: XXH3-64 with seed 0 of the value
+/// bytes (docs/protocol.md, "Value hash"). Fixed forever: the data
+/// directory's MANIFEST records it as `value_hash = "xxh3-64"`.
+pub fn value_hash(value: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(value)
+}
+
+/// Building a transaction step by step: each method appends one assertion
+/// or op (its index is the count before it) and returns the transaction.
+impl Txn {
+    pub fn new() -> Txn {
+        Txn::default()
+    }
+
+    /// Appends an assertion on `key`.
+    pub fn assert(mut self, key: impl Into<Vec<u8>>, check: Check) -> Txn {
+        self.assertions.push(Assertion::new(key, check));
+        self
+    }
+
+    pub fn assert_exists(self, key: impl Into<Vec<u8>>) -> Txn {
+        self.assert(key, Check::Exists)
+    }
+
+    pub fn assert_absent(self, key: impl Into<Vec<u8>>) -> Txn {
+        self.assert(key, Check::Absent)
+    }
+
+    pub fn assert_value(self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Txn {
+        self.assert(key, Check::ValueEquals(value.into()))
+    }
+
+    /// The value's hash (`value_hash`) equals `hash`.
+    pub fn assert_hash(self, key: impl Into<Vec<u8>>, hash: u64) -> Txn {
+        self.assert(key, Check::HashEquals(hash))
+    }
+
+    pub fn assert_int(self, key: impl Into<Vec<u8>>, op: CompareOp, operand: i64) -> Txn {
+        self.assert(key, Check::IntCompare { op, operand })
+    }
+
+    /// The key's version equals `version` (0: the key is absent).
+    pub fn assert_version(self, key: impl Into<Vec<u8>>, version: u64) -> Txn {
+        self.assert(key, Check::VersionEquals(version))
+    }
+
+    /// Appends an op.
+    pub fn op(mut self, op: TxnOp) -> Txn {
+        self.ops.push(op);
+        self
+    }
+
+    /// Reads `key` with its version.
+    pub fn read(self, key: impl Into<Vec<u8>>) -> Txn {
+        self.op(TxnOp::Read(Get {
+            key: key.into(),
+            with_version: true,
+            with_ttl: false,
+        }))
+    }
+
+    pub fn put(self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Txn {
+        self.op(TxnOp::Put(Entry::new(key, value)))
+    }
+
+    /// Puts with a time to live of `ttl_ms` milliseconds (not 0).
+    pub fn put_ttl(self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>, ttl_ms: u64) -> Txn {
+        self.op(TxnOp::Put(Entry {
+            key: key.into(),
+            value: value.into(),
+            ttl_ms: Some(ttl_ms),
+        }))
+    }
+
+    pub fn delete(self, key: impl Into<Vec<u8>>) -> Txn {
+        self.op(TxnOp::Delete { key: key.into() })
+    }
+
+    pub fn add(self, key: impl Into<Vec<u8>>, delta: i64) -> Txn {
+        self.op(TxnOp::Add {
+            key: key.into(),
+            delta,
+        })
+    }
+}
+
+/// One condition of a transaction, on one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assertion {
+    pub key: Vec<u8>,
+    pub check: Check,
+}
+
+impl Assertion {
+    pub fn new(key: impl Into<Vec<u8>>, check: Check) -> Assertion {
+        Assertion {
+            key: key.into(),
+            check,
+        }
+    }
+}
+
+/// What an assertion checks, against the state before the transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// The key has a live value.
+    Exists,
+    /// The key has no live value.
+    Absent,
+    /// The value is exactly these bytes (false for an absent key).
+    ValueEquals(Vec<u8>),
+    /// XXH3-64 (seed 0) of the value is this (false for an absent key).
+    HashEquals(u64),
+    /// The value is a decimal-ASCII i64 `v` and `v <op> operand` (false for an
+    /// absent key or a value that is not an integer).
+    IntCompare { op: CompareOp, operand: i64 },
+    /// The key's version is this; an absent key has version 0.
+    VersionEquals(u64),
+}
+
+/// The comparison of `Check::IntCompare`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CompareOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl CompareOp {
+    /// Whether `left <self> right`.
+    pub fn holds(self, left: i64, right: i64) -> bool {
+        match self {
+            CompareOp::Eq => left == right,
+            CompareOp::Ne => left != right,
+            CompareOp::Lt => left < right,
+            CompareOp::Le => left <= right,
+            CompareOp::Gt => left > right,
+            CompareOp::Ge => left >= right,
+        }
+    }
+}
+
+/// One step of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnOp {
+    /// Reads the key as the transaction sees it here (its earlier writes
+    /// included).
+    Read(Get),
+    /// Writes the entry (`ttl_ms` as for Put).
+    Put(Entry),
+    /// Deletes the key; the result says whether it existed.
+    Delete { key: Vec<u8> },
+    /// Adds `delta` to the decimal-ASCII i64 value (absent = 0), keeping the
+    /// key's expiry; not an integer or an overflow fails the transaction.
+    Add { key: Vec<u8>, delta: i64 },
+}
+
+impl TxnOp {
+    pub fn key(&self) -> &[u8] {
+        match self {
+            TxnOp::Read(get) => &get.key,
+            TxnOp::Put(entry) => &entry.key,
+            TxnOp::Delete { key } | TxnOp::Add { key, .. } => key,
+        }
+    }
+}
+
+/// How a transaction ended (`Reply::Txn`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnOutcome {
+    /// Applied and durable; one result per op, in request order.
+    Committed(Vec<TxnOpResult>),
+    /// Assertion `index` did not hold; nothing was applied.
+    AssertionFailed { index: u32, detail: String },
+    /// Op `index` could not be applied; nothing was applied.
+    OpFailed { index: u32, detail: String },
+}
+
+impl TxnOutcome {
+    pub fn is_committed(&self) -> bool {
+        matches!(self, TxnOutcome::Committed(_))
+    }
+}
+
+/// The result of one op of a committed transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxnOpResult {
+    /// `None`: the key had no live value.
+    Read(Option<GetReply>),
+    Put,
+    Delete {
+        existed: bool,
+    },
+    /// The new value.
+    Add {
+        value: i64,
+    },
+}
+
 /// The operation a request or reply is about, without its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OperationKind {
@@ -206,6 +459,7 @@ pub enum OperationKind {
     Scan,
     Info,
     Checkpoint,
+    Txn,
 }
 
 impl Operation {
@@ -220,6 +474,7 @@ impl Operation {
             Operation::Scan(_) => OperationKind::Scan,
             Operation::Info => OperationKind::Info,
             Operation::Checkpoint => OperationKind::Checkpoint,
+            Operation::Txn(_) => OperationKind::Txn,
         }
     }
 }
@@ -244,8 +499,71 @@ impl Request {
                 entries.iter().try_for_each(validate_entry)
             }
             Operation::Scan(scan) => validate_scan(scan),
+            Operation::Txn(txn) => validate_txn(txn),
         }
     }
+}
+
+fn validate_txn(txn: &Txn) -> Result<(), Failure> {
+    if txn.ops.is_empty() && txn.assertions.is_empty() {
+        return Err(Failure::new(
+            Status::InvalidRequest,
+            "transaction has neither assertions nor ops",
+        ));
+    }
+    let items = txn.assertions.len() + txn.ops.len();
+    if items > TXN_ITEMS_MAX {
+        return Err(Failure::new(
+            Status::TooManyItems,
+            format!(
+                "transaction has {} assertions and {} ops, the maximum is {TXN_ITEMS_MAX} in all",
+                txn.assertions.len(),
+                txn.ops.len()
+            ),
+        ));
+    }
+    for (index, assertion) in txn.assertions.iter().enumerate() {
+        validate_key(&assertion.key).map_err(|f| at("assertion", index, f))?;
+        if let Check::ValueEquals(value) = &assertion.check {
+            validate_value(value).map_err(|f| at("assertion", index, f))?;
+        }
+    }
+    for (index, op) in txn.ops.iter().enumerate() {
+        match op {
+            TxnOp::Put(entry) => validate_entry(entry),
+            other => validate_key(other.key()),
+        }
+        .map_err(|f| at("op", index, f))?;
+    }
+    let size = txn.size_bytes();
+    if size > TXN_SIZE_MAX {
+        return Err(Failure::new(
+            Status::TooManyItems,
+            format!("transaction carries {size} bytes of keys and values, the maximum is {TXN_SIZE_MAX}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `failure` with the transaction item it is about in front of its message.
+fn at(what: &str, index: usize, failure: Failure) -> Failure {
+    Failure::new(
+        failure.status,
+        format!("{what} {index}: {}", failure.message),
+    )
+}
+
+fn validate_value(value: &[u8]) -> Result<(), Failure> {
+    if value.len() > VALUE_SIZE_MAX {
+        return Err(Failure::new(
+            Status::ValueTooLarge,
+            format!(
+                "value is {} bytes, the maximum is {VALUE_SIZE_MAX}",
+                value.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_key(key: &[u8]) -> Result<(), Failure> {
@@ -263,15 +581,7 @@ fn validate_key(key: &[u8]) -> Result<(), Failure> {
 
 fn validate_entry(entry: &Entry) -> Result<(), Failure> {
     validate_key(&entry.key)?;
-    if entry.value.len() > VALUE_SIZE_MAX {
-        return Err(Failure::new(
-            Status::ValueTooLarge,
-            format!(
-                "value is {} bytes, the maximum is {VALUE_SIZE_MAX}",
-                entry.value.len()
-            ),
-        ));
-    }
+    validate_value(&entry.value)?;
     match entry.ttl_ms {
         Some(0) => Err(Failure::new(
             Status::InvalidRequest,
@@ -396,6 +706,7 @@ pub enum Reply {
     Scan(ScanReply),
     Info(InfoReply),
     Checkpoint(CheckpointReply),
+    Txn(TxnOutcome),
 }
 
 impl Reply {
@@ -410,6 +721,7 @@ impl Reply {
             Reply::Scan(_) => OperationKind::Scan,
             Reply::Info(_) => OperationKind::Info,
             Reply::Checkpoint(_) => OperationKind::Checkpoint,
+            Reply::Txn(_) => OperationKind::Txn,
         }
     }
 }

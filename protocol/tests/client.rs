@@ -15,7 +15,7 @@ use jube_protocol::constants::KEY_SIZE_MAX;
 use jube_protocol::{
     decode_request, encode_response, CheckpointReply, Client, ClientError, ClientOptions, Decoded,
     Entry, Get, GetReply, InfoReply, InfoSection, Metric, Operation, Reply, Request, Response,
-    Scan, ScanReply, Status,
+    Scan, ScanReply, Status, Txn, TxnOpResult, TxnOutcome,
 };
 
 /// Reads every whole request buffered on `stream`, waiting for at least one;
@@ -108,6 +108,16 @@ fn canned(request: &Request) -> Response {
             }],
         }),
         Operation::Checkpoint => Reply::Checkpoint(CheckpointReply { duration_us: 77 }),
+        // A canned transaction: an assertion on "taken" fails, else every op is a Put.
+        Operation::Txn(txn) => Reply::Txn(
+            match txn.assertions.iter().position(|a| a.key == b"taken") {
+                Some(index) => TxnOutcome::AssertionFailed {
+                    index: index as u32,
+                    detail: "exists".to_owned(),
+                },
+                None => TxnOutcome::Committed(txn.ops.iter().map(|_| TxnOpResult::Put).collect()),
+            },
+        ),
     };
     Response::ok(request.id, reply)
 }
@@ -338,6 +348,41 @@ fn pipeline_depth_bounds_requests_on_the_wire() {
         "more than 2 on the wire: {batch_sizes:?}"
     );
     assert_eq!(batch_sizes.iter().sum::<usize>(), 5);
+}
+
+#[test]
+fn txn_returns_its_outcome_and_validates_first() {
+    let (addr, server) = spawn_server(canned);
+    let mut client = Client::connect_with(addr.as_str(), &options()).unwrap();
+    let committed = client
+        .txn(Txn::new().assert_absent("free").put("a", "1").put("b", "2"))
+        .unwrap();
+    assert_eq!(
+        committed,
+        TxnOutcome::Committed(vec![TxnOpResult::Put, TxnOpResult::Put])
+    );
+    let failed = client
+        .txn(
+            Txn::new()
+                .assert_absent("free")
+                .assert_absent("taken")
+                .put("a", "1"),
+        )
+        .unwrap();
+    assert!(matches!(
+        failed,
+        TxnOutcome::AssertionFailed { index: 1, .. }
+    ));
+    // An empty transaction is refused before it is sent.
+    let error = client.txn(Txn::new()).unwrap_err();
+    assert_eq!(error.status(), Some(Status::InvalidRequest));
+    drop(client);
+    let seen = server.join().unwrap();
+    assert_eq!(
+        seen.len(),
+        2,
+        "the invalid transaction never reached the server"
+    );
 }
 
 #[test]

@@ -35,7 +35,7 @@ fn cell_after(rows: &[Vec<String>], name: &str) -> Option<String> {
 fn limits_table_matches_constants() {
     let doc = doc();
     let rows = rows(&doc);
-    let constants: [(&str, u64); 14] = [
+    let constants: [(&str, u64); 16] = [
         ("PROTOCOL_VERSION", c::PROTOCOL_VERSION.into()),
         ("PROTOCOL_VERSION_MIN", c::PROTOCOL_VERSION_MIN.into()),
         ("FRAME_SIZE_MAX", c::FRAME_SIZE_MAX as u64),
@@ -47,6 +47,8 @@ fn limits_table_matches_constants() {
         ("TTL_MS_MAX", c::TTL_MS_MAX),
         ("MESSAGE_SIZE_MAX", c::MESSAGE_SIZE_MAX as u64),
         ("PIPELINE_DEPTH_MAX", c::PIPELINE_DEPTH_MAX as u64),
+        ("TXN_ITEMS_MAX", c::TXN_ITEMS_MAX as u64),
+        ("TXN_SIZE_MAX", c::TXN_SIZE_MAX as u64),
         ("VERIFIER_DEPTH_MAX", c::VERIFIER_DEPTH_MAX as u64),
         ("VERIFIER_TABLES_MAX", c::VERIFIER_TABLES_MAX as u64),
         (

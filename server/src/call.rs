@@ -8,6 +8,7 @@
 
 use crate::metrics::CoreSnapshot;
 use crate::resp::shard_op::{RespOp, RespOutput};
+use crate::shard_host::{EngineTxnOutcome, Lsn, PrepareReply, PrepareRequest, TxnId, TxnPart};
 use jube_protocol::{Failure, GetReply, Status};
 use std::ops::Bound;
 
@@ -66,6 +67,75 @@ pub enum ShardOp {
     Report,
     /// A RESP command's work on one shard, run there in one step (`resp::shard_op`).
     Resp(RespOp),
+    /// A transaction whose keys all live on this shard (`Shard::apply_txn`). Put ops carry
+    /// their TTL in ms in `expiry_ms` (0 = none) until the shard resolves it against its clock.
+    ApplyTxn(TxnPart),
+    /// Two-phase commit, phase one (`Shard::prepare_txn`); Put TTLs as for `ApplyTxn`.
+    PrepareTxn(PrepareRequest),
+    DecideTxn {
+        id: TxnId,
+        participants: Vec<u32>,
+    },
+    FinishTxn {
+        id: TxnId,
+        commit: bool,
+    },
+    ForgetDecision {
+        id: TxnId,
+    },
+    /// Answers once the shard's acknowledged LSN reaches `lsn`.
+    AwaitLsn {
+        lsn: Lsn,
+    },
+    /// Start-up: the shard's in-doubt txns and the decisions recovery found.
+    TxnRecovery,
+    /// Start-up: whether coordinator shard's `id` committed.
+    Decision {
+        id: TxnId,
+    },
+}
+
+impl ShardOp {
+    /// The keys the op reads or writes by name: it waits while any of them is locked by a
+    /// prepared transaction. Scans name no key (the engine tells if their range meets a lock);
+    /// the steps of two-phase commit name none, so that they never wait for a lock.
+    pub fn keys(&self) -> Vec<&[u8]> {
+        match self {
+            ShardOp::Get { key, .. } | ShardOp::Put { key, .. } | ShardOp::Delete { key } => {
+                vec![key.as_slice()]
+            }
+            ShardOp::MultiGet { items } => items.iter().map(|(_, key)| key.as_slice()).collect(),
+            ShardOp::MultiPut { entries } => {
+                entries.iter().map(|(key, ..)| key.as_slice()).collect()
+            }
+            ShardOp::Resp(op) => op.keys(),
+            ShardOp::ApplyTxn(part) => part_keys(part),
+            ShardOp::PrepareTxn(request) => part_keys(&request.part),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Whether the op may write (the committer is woken to start a group commit at once).
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            ShardOp::Put { .. }
+                | ShardOp::Delete { .. }
+                | ShardOp::MultiPut { .. }
+                | ShardOp::ApplyTxn(_)
+                | ShardOp::PrepareTxn(_)
+                | ShardOp::DecideTxn { .. }
+                | ShardOp::FinishTxn { .. }
+        )
+    }
+}
+
+fn part_keys(part: &TxnPart) -> Vec<&[u8]> {
+    part.assertions
+        .iter()
+        .map(|assertion| assertion.key.as_slice())
+        .chain(part.ops.iter().map(|op| op.key.as_slice()))
+        .collect()
 }
 
 /// The stats of one shard for INFO.
@@ -100,6 +170,26 @@ pub enum CallOutput {
     Checkpointed,
     Report(Box<CoreReport>),
     Resp(RespOutput),
+    /// ApplyTxn: the outcome, and the shard's time (ms) it ran at, for TTLs of reads.
+    Txn {
+        outcome: EngineTxnOutcome,
+        now_ms: u64,
+    },
+    /// PrepareTxn: the engine's answer, and the shard's time (ms).
+    Prepared {
+        reply: PrepareReply,
+        now_ms: u64,
+    },
+    /// DecideTxn, FinishTxn: the LSN to wait for before the next step.
+    Logged(Lsn),
+    /// TxnRecovery: in-doubt txns, and unforgotten decisions.
+    Recovery {
+        in_doubt: Vec<TxnId>,
+        decisions: Vec<TxnId>,
+    },
+    Decision(bool),
+    /// A cross-shard transaction's outcome, from its driver (`txn::start`).
+    TxnDone(jube_protocol::TxnOutcome),
 }
 
 pub type CallResult = Result<CallOutput, Failure>;

@@ -106,7 +106,39 @@ pub const KEYS_REPLY_COUNT_MAX: usize = 100_000;
 /// buffer never refuses it, and that other requests to the shard run between batches.
 pub const FLUSH_BATCH_KEYS_MAX: usize = 128;
 
+/// Calls one key's lock wait queue holds on its shard (a call naming a key locked by a prepared
+/// cross-shard transaction waits there until the transaction finishes on the shard); past it a
+/// call is answered `Busy`. Why 256: enough for every connection of a busy benchmark (50-100)
+/// to queue behind one hot key, small enough that one key cannot pin more than a few hundred
+/// calls' memory.
+pub const TXN_LOCK_WAITERS_MAX: usize = 256;
+
+/// Longest a call waits for a locked key before it is answered `Busy`. A lock lasts two durable
+/// writes (Prepare, Decision) plus a Commit, milliseconds even under load; 5 s bounds the wait
+/// if a transaction's coordinator failed and only a restart can resolve it.
+pub const TXN_LOCK_WAIT_MAX: Duration = Duration::from_secs(5);
+
+/// Times EXEC re-runs a RESP transaction whose snapshot changed between its read and its commit
+/// (a key it touched but did not WATCH was written meanwhile) before answering an error. Each
+/// retry reads again; conflicts need a concurrent writer of the same key each time.
+pub const EXEC_RETRIES_MAX: usize = 16;
+
+/// Commands queued between MULTI and EXEC; past it the command is refused and EXEC answers
+/// EXECABORT. EXEC's write transaction holds an assertion and at most a write per key touched,
+/// plus the watched keys, within the protocol's `TXN_ITEMS_MAX`; a block of single-key commands
+/// on distinct keys fits up to about half of it (more keys per command: EXEC says the
+/// transaction is too large).
+pub const MULTI_QUEUED_MAX: usize = jube_protocol::constants::TXN_ITEMS_MAX / 2;
+
+/// Keys one connection may WATCH at once (each is an assertion of EXEC's transactions).
+pub const WATCHED_KEYS_MAX: usize = jube_protocol::constants::TXN_ITEMS_MAX / 4;
+
+// Any valid protocol transaction fits the engine's limit on one shard.
+const _: () =
+    assert!(jube_protocol::constants::TXN_ITEMS_MAX <= jube_engine::txn::TXN_ITEMS_MAX);
+
 const _: () = assert!(RESP_READ_BUFFER_SIZE_MAX > RESP_REQUEST_SIZE_MAX);
+const _: () = assert!(TXN_LOCK_WAITERS_MAX >= 1 && EXEC_RETRIES_MAX >= 1);
 const _: () = assert!(SCAN_CURSORS_MAX >= 1 && SCAN_CALL_KEYS_MAX >= 1 && KEYS_CALL_KEYS_MAX >= 1);
 const _: () = assert!(KEYS_REPLY_COUNT_MAX >= KEYS_CALL_KEYS_MAX && FLUSH_BATCH_KEYS_MAX >= 1);
 const _: () = assert!(SCAN_CALLS_PER_REQUEST_MAX >= 1);

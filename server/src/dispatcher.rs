@@ -109,15 +109,12 @@ impl Dispatcher {
             Target::Core(_) => Ok(CallOutput::Report(Box::new(self.report()))),
             Target::Shard(shard) => match self.shards.get(&shard) {
                 Some(worker) => {
-                    let is_write = matches!(
-                        op,
-                        ShardOp::Put { .. } | ShardOp::Delete { .. } | ShardOp::MultiPut { .. }
-                    );
+                    let is_write = op.is_write();
                     let delivered = worker.call(op, reply_to);
-                    if is_write || delivered.is_none() {
+                    if is_write || delivered.is_empty() {
                         self.commit.notify();
                     }
-                    if let Some(delivery) = delivered {
+                    for delivery in delivered {
                         self.deliver(delivery);
                     }
                     return;

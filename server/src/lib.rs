@@ -4,7 +4,7 @@
 //! client), [`request`] (a request's calls and how their results combine), [`dispatcher`] (routing
 //! calls between cores, the committer), [`shard_worker`] (one shard on its core, durability waits),
 //! [`shard_host`] (the seam to the storage engine), [`routing`] (key to shard to core), [`scan`],
-//! [`info`], [`metrics`], [`sync`] (single-core task synchronisation), [`constants`] (limits), and
+//! [`info`], [`metrics`], [`txn`] (transactions: single-shard calls and the two-phase-commit driver), [`sync`] (single-core task synchronisation), [`constants`] (limits), and
 //! [`resp`] (the RESP front end for Redis clients).
 
 #![forbid(unsafe_code)]
@@ -24,3 +24,4 @@ pub mod server;
 pub mod shard_host;
 pub mod shard_worker;
 pub mod sync;
+pub mod txn;

@@ -16,7 +16,7 @@ use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 /// Every operation kind, in wire order; the index of a kind in this table indexes the counters.
-pub const KINDS: [OperationKind; 9] = [
+pub const KINDS: [OperationKind; 10] = [
     OperationKind::Ping,
     OperationKind::Get,
     OperationKind::Put,
@@ -26,6 +26,7 @@ pub const KINDS: [OperationKind; 9] = [
     OperationKind::Scan,
     OperationKind::Info,
     OperationKind::Checkpoint,
+    OperationKind::Txn,
 ];
 
 /// The metric name of an operation kind.
@@ -40,6 +41,7 @@ pub fn kind_name(kind: OperationKind) -> &'static str {
         OperationKind::Scan => "scan",
         OperationKind::Info => "info",
         OperationKind::Checkpoint => "checkpoint",
+        OperationKind::Txn => "txn",
     }
 }
 
@@ -65,6 +67,31 @@ pub struct CoreMetrics {
     /// RESP front end: commands answered, of which error replies, and connections closed for a
     /// protocol error.
     resp: [Cell<u64>; RESP_COUNTERS.len()],
+    /// Transactions (native Txn, RESP EXEC, cross-shard MSET/MSETNX/MGET) by outcome.
+    txn: [Cell<u64>; TXN_COUNTERS.len()],
+}
+
+/// The transaction counters' metric names, in the order of `CoreMetrics::txn`.
+const TXN_COUNTERS: [&str; 5] = [
+    "txn_committed",
+    "txn_aborted_assertion",
+    "txn_aborted_op",
+    "txn_aborted_error",
+    "txn_cross_shard",
+];
+
+/// Which transaction counter to bump.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnCounter {
+    Committed = 0,
+    /// An assertion failed (RESP: a WATCHed key changed).
+    AbortedAssertion = 1,
+    /// An op could not apply (Add on a non-integer, overflow).
+    AbortedOp = 2,
+    /// The server could not run it (Busy, NoSpace, a failed shard...).
+    AbortedError = 3,
+    /// Started across several shards (two-phase commit).
+    CrossShard = 4,
 }
 
 /// The RESP counters' metric names, in the order of `CoreMetrics::resp`.
@@ -86,6 +113,7 @@ impl Default for CoreMetrics {
             statuses: RefCell::new(Vec::new()),
             latency_us: RefCell::new(KINDS.iter().map(|_| new_histogram()).collect()),
             resp: Default::default(),
+            txn: Default::default(),
         }
     }
 }
@@ -121,8 +149,15 @@ impl CoreMetrics {
         cell.set(cell.get() + 1);
     }
 
+    /// Counts one transaction event.
+    pub fn record_txn(&self, counter: TxnCounter) {
+        let cell = &self.txn[counter as usize];
+        cell.set(cell.get() + 1);
+    }
+
     pub fn snapshot(&self) -> CoreSnapshot {
         CoreSnapshot {
+            txn: self.txn.iter().map(Cell::get).collect(),
             resp: self.resp.iter().map(Cell::get).collect(),
             ops: self.ops.iter().map(Cell::get).collect(),
             errors: self.errors.iter().map(Cell::get).collect(),
@@ -140,6 +175,7 @@ pub struct CoreSnapshot {
     pub statuses: Vec<(Status, u64)>,
     pub latency_us: Vec<Histogram<u64>>,
     pub resp: Vec<u64>,
+    pub txn: Vec<u64>,
 }
 
 impl CoreSnapshot {
@@ -156,6 +192,9 @@ impl CoreSnapshot {
             *mine += theirs;
         }
         for (mine, theirs) in self.resp.iter_mut().zip(&other.resp) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.txn.iter_mut().zip(&other.txn) {
             *mine += theirs;
         }
         for (status, count) in &other.statuses {
@@ -184,6 +223,9 @@ impl CoreSnapshot {
             metrics.push((format!("status.{status}"), *count));
         }
         for (name, count) in RESP_COUNTERS.iter().zip(&self.resp) {
+            metrics.push((name.to_string(), *count));
+        }
+        for (name, count) in TXN_COUNTERS.iter().zip(&self.txn) {
             metrics.push((name.to_string(), *count));
         }
         for (index, kind) in KINDS.iter().enumerate() {

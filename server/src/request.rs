@@ -13,6 +13,7 @@ use crate::metrics::CoreMetrics;
 use crate::routing::shard_of;
 use crate::scan::{merge_pages, plan_scan};
 use crate::sync::Slot;
+use crate::txn::{self, OpsMeta};
 use jube_protocol::{
     CheckpointReply, Entry, Failure, Operation, OperationKind, Reply, Request, Response, Scan,
     Status,
@@ -35,6 +36,11 @@ enum Combine {
     },
     Info(InfoContext),
     Checkpoint,
+    /// A transaction: its one result (a shard's or its driver's) becomes the outcome.
+    Txn {
+        meta: OpsMeta,
+        metrics: Rc<CoreMetrics>,
+    },
 }
 
 /// A request whose calls are under way.
@@ -98,7 +104,7 @@ enum Outcome {
 
 /// Makes the calls of `request` and returns what to wait for.
 pub fn plan(
-    dispatcher: &Dispatcher,
+    dispatcher: &Rc<Dispatcher>,
     info: &InfoContext,
     shard_count: usize,
     request: Request,
@@ -156,6 +162,16 @@ pub fn plan(
             every_shard(dispatcher, shard_count, &ShardOp::Checkpoint),
             Combine::Checkpoint,
         ),
+        Operation::Txn(request) => {
+            let started = txn::start(dispatcher, shard_count, request);
+            (
+                vec![started.slot],
+                Combine::Txn {
+                    meta: started.meta,
+                    metrics: dispatcher.metrics.clone(),
+                },
+            )
+        }
     };
     InFlight {
         id,
@@ -240,6 +256,14 @@ fn combine(
     results: Vec<CallResult>,
     started: Instant,
 ) -> Result<Outcome, Failure> {
+    if let Combine::Txn { meta, metrics } = combine {
+        let result = results
+            .into_iter()
+            .next()
+            .map_or_else(|| Err(internal("Txn")), |result| txn::finish(result, &meta));
+        txn::record(&metrics, &result);
+        return result.map(|outcome| Outcome::Reply(Reply::Txn(outcome)));
+    }
     // The first failing call fails the request (a batch is not atomic: docs/protocol.md).
     let outputs: Vec<CallOutput> = results.into_iter().collect::<Result<_, _>>()?;
     let reply = match combine {
@@ -272,6 +296,7 @@ fn combine(
             let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             Reply::Checkpoint(CheckpointReply { duration_us })
         }
+        Combine::Txn { .. } => unreachable!("handled above"),
     };
     Ok(Outcome::Reply(reply))
 }

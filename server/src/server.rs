@@ -10,6 +10,8 @@
 //! Invariants:
 //! - every core has joined the mesh and opened its shards before any core accepts a connection,
 //!   so no call is ever sent to a core that is not ready;
+//! - every in-doubt transaction recovery found is resolved to its coordinator's decision, and
+//!   that outcome is durable, before any core accepts a connection (`txn::resolve_in_doubt`);
 //! - no shard closes while any connection, on any core, is open (up to `SHUTDOWN_DRAIN_TIMEOUT`):
 //!   a connection's calls may target every shard;
 //! - a data directory that cannot be opened stops the start with the engine's message; a shard
@@ -91,6 +93,8 @@ enum Report {
         clean: bool,
     },
     Signal(i32),
+    /// Start-up resolution of in-doubt transactions finished.
+    Resolved(crate::txn::Resolution),
 }
 
 /// Why jubed could not run.
@@ -142,6 +146,7 @@ pub fn run(config: Config, cores: usize) -> Result<bool, StartError> {
         .build()
         .map_err(|error| StartError(format!("cannot start the runtime: {error}")))?;
     start_cores(&runtime, &shared, &reports, &inbox)?;
+    resolve_transactions(&runtime, &reports, &inbox)?;
     let addr = start_listeners(&runtime, &shared, Protocol::Native, &reports, &inbox)?;
     if shared.config.server.resp_listen != RESP_LISTEN_OFF {
         let resp_addr = start_listeners(&runtime, &shared, Protocol::Resp, &reports, &inbox)?;
@@ -245,6 +250,39 @@ async fn start_core(
     });
     CONTEXT.with(|slot| *slot.borrow_mut() = Some(context));
     let _ = reports.send(Report::Started { core });
+}
+
+/// Resolves in-doubt transactions (from core 0, over the mesh) before any core listens: no client
+/// may see a key a crashed transaction left locked in doubt.
+fn resolve_transactions(
+    runtime: &Runtime,
+    reports: &mpsc::Sender<Report>,
+    inbox: &mpsc::Receiver<Report>,
+) -> Result<(), StartError> {
+    let reports = reports.clone();
+    runtime
+        .spawn_on(0, move || async move {
+            let context = context();
+            let resolution =
+                crate::txn::resolve_in_doubt(&context.dispatcher, context.shared.shard_count).await;
+            let _ = reports.send(Report::Resolved(resolution));
+        })
+        .map_err(|error| StartError(format!("cannot resolve transactions: {error}")))?;
+    match next_report(inbox)? {
+        Report::Resolved(resolution) => {
+            tracing::info!(
+                committed = resolution.committed,
+                aborted = resolution.aborted,
+                unresolved = resolution.unresolved,
+                decisions_forgotten = resolution.decisions_forgotten,
+                "in-doubt transactions resolved"
+            );
+            Ok(())
+        }
+        _ => Err(StartError(
+            "unexpected report while resolving transactions".to_string(),
+        )),
+    }
 }
 
 fn open_worker(shared: &Shared, shard: usize, clock: Rc<dyn Clock>) -> ShardWorker {
@@ -437,7 +475,7 @@ fn wait_for_shutdown(
                 closed += 1;
                 clean &= core_clean;
             }
-            Report::Started { .. } | Report::Listening { .. } => {}
+            Report::Started { .. } | Report::Listening { .. } | Report::Resolved(_) => {}
         }
     }
     Ok(clean)

@@ -16,9 +16,15 @@ use crate::config::{Config, SyncPolicy};
 use jube_engine::clock::Clock;
 use jube_engine::manifest::Manifest;
 use jube_engine::shard::datadir::{prepare, shard_dir_name};
-use jube_engine::shard::{Shard, ShardConfig, ShardError, ShardStats};
+pub use jube_engine::shard::ShardError;
+use jube_engine::shard::{Shard, ShardConfig, ShardStats};
 use jube_engine::storage::file::FileVfs;
 use jube_engine::storage::{IoError, Vfs};
+pub use jube_engine::txn::{
+    value_hash, Assertion as TxnAssertion, AssertionKind, Compare, Coordinator, Feedback, OpKind,
+    OpOutput, OpResult, PrepareReply, PrepareRequest, Step, TxnFailure, TxnId,
+    TxnOp as EngineTxnOp, TxnOutcome as EngineTxnOutcome, TxnPart, TxnReply,
+};
 use jube_protocol::Status;
 use jube_runtime::UringVfs;
 use std::ops::Bound;
@@ -49,6 +55,13 @@ pub enum StoreError {
     Busy(String),
     /// The request breaks one of the engine's limits (which may be tighter than the protocol's).
     Rejected { status: Status, message: String },
+    /// A key is locked by a prepared cross-shard transaction: nothing was done. The shard worker
+    /// parks the call until `holder` finishes here (never a client-visible status).
+    Locked {
+        key: Vec<u8>,
+        holder: TxnId,
+        message: String,
+    },
 }
 
 impl StoreError {
@@ -59,6 +72,7 @@ impl StoreError {
             StoreError::NoSpace(_) => Status::NoSpace,
             StoreError::Busy(_) => Status::Busy,
             StoreError::Rejected { status, .. } => *status,
+            StoreError::Locked { .. } => Status::Busy,
         }
     }
 
@@ -67,7 +81,7 @@ impl StoreError {
             StoreError::Failed(message)
             | StoreError::NoSpace(message)
             | StoreError::Busy(message) => message,
-            StoreError::Rejected { message, .. } => message,
+            StoreError::Rejected { message, .. } | StoreError::Locked { message, .. } => message,
         }
     }
 }
@@ -92,6 +106,19 @@ impl From<ShardError> for StoreError {
             },
             ShardError::Busy { .. } => StoreError::Busy(message),
             ShardError::NoSpace { .. } => StoreError::NoSpace(message),
+            ShardError::Locked { key, holder } => StoreError::Locked {
+                key,
+                holder,
+                message,
+            },
+            ShardError::InvalidTxn { .. } => StoreError::Rejected {
+                status: Status::InvalidRequest,
+                message,
+            },
+            ShardError::TxnTooLarge { .. } => StoreError::Rejected {
+                status: Status::TooManyItems,
+                message,
+            },
             _ => StoreError::Failed(message),
         }
     }
@@ -148,6 +175,22 @@ pub trait ShardEngine {
     fn progress(&self) -> Progress;
     /// The shard's time in wall-clock ms, which expiry is measured against.
     fn now_ms(&self) -> u64;
+    /// A transaction whose keys all live on this shard, in one step and at most one WAL record.
+    fn apply_txn(&mut self, part: &TxnPart) -> Result<TxnReply, StoreError>;
+    /// Two-phase commit, phase one on this shard: check, evaluate, lock, log Prepare.
+    fn prepare_txn(&mut self, request: &PrepareRequest) -> Result<PrepareReply, StoreError>;
+    /// At the coordinator shard: log the Decision (the commit point) and apply its part.
+    fn decide_txn(&mut self, id: TxnId, participants: &[u32]) -> Result<Lsn, StoreError>;
+    /// Commit or abort this shard's prepared part of `id`; unlocks its keys.
+    fn finish_txn(&mut self, id: TxnId, commit: bool) -> Result<Lsn, StoreError>;
+    /// Prepared, unresolved txns (after open: the in-doubt ones recovery found).
+    fn in_doubt(&self) -> Vec<TxnId>;
+    /// At the coordinator shard: whether `id` committed (false: presumed abort).
+    fn decision(&self, id: TxnId) -> bool;
+    fn forget_decision(&mut self, id: TxnId);
+    fn recovered_decisions(&self) -> Vec<TxnId>;
+    /// The prepared txn holding `key` locked, if any.
+    fn lock_holder(&self, key: &[u8]) -> Option<TxnId>;
 }
 
 /// A scan's entries and whether the range holds more past them.
@@ -263,11 +306,64 @@ impl<V: Vfs + Clone> ShardEngine for Shard<V> {
     }
 
     fn stats(&self) -> Vec<(String, u64)> {
-        stats_metrics(&Shard::stats(self))
+        let mut metrics = stats_metrics(&Shard::stats(self));
+        let txn = Shard::txn_stats(self);
+        metrics.extend(
+            [
+                ("txn_applied", txn.applied),
+                ("txn_failed", txn.failed),
+                ("txn_prepared", txn.prepared),
+                ("txn_parts_committed", txn.committed),
+                ("txn_parts_aborted", txn.aborted),
+                ("txn_locked_refusals", txn.locked_refusals),
+                ("txn_prepared_now", txn.prepared_count),
+                ("txn_locked_keys", txn.locked_keys_count),
+                ("txn_decisions", txn.decisions_count),
+            ]
+            .into_iter()
+            .map(|(name, value)| (name.to_string(), value)),
+        );
+        metrics
     }
 
     fn now_ms(&self) -> u64 {
         Shard::now_ms(self)
+    }
+
+    fn apply_txn(&mut self, part: &TxnPart) -> Result<TxnReply, StoreError> {
+        Ok(Shard::apply_txn(self, part)?)
+    }
+
+    fn prepare_txn(&mut self, request: &PrepareRequest) -> Result<PrepareReply, StoreError> {
+        Ok(Shard::prepare_txn(self, request)?)
+    }
+
+    fn decide_txn(&mut self, id: TxnId, participants: &[u32]) -> Result<Lsn, StoreError> {
+        Ok(Shard::decide_txn(self, id, participants)?)
+    }
+
+    fn finish_txn(&mut self, id: TxnId, commit: bool) -> Result<Lsn, StoreError> {
+        Ok(Shard::finish_txn(self, id, commit)?)
+    }
+
+    fn in_doubt(&self) -> Vec<TxnId> {
+        Shard::in_doubt(self)
+    }
+
+    fn decision(&self, id: TxnId) -> bool {
+        Shard::decision(self, id)
+    }
+
+    fn forget_decision(&mut self, id: TxnId) {
+        Shard::forget_decision(self, id)
+    }
+
+    fn recovered_decisions(&self) -> Vec<TxnId> {
+        Shard::recovered_decisions(self)
+    }
+
+    fn lock_holder(&self, key: &[u8]) -> Option<TxnId> {
+        Shard::lock_holder(self, key)
     }
 
     fn progress(&self) -> Progress {

@@ -11,15 +11,21 @@
 //! - after the engine fails (an I/O error, corruption) the shard is `Failed`: every waiting and
 //!   later call gets `ShardFailed` with the engine's message, until the server restarts;
 //! - waiting results are bounded by the calls in flight, themselves bounded by connections times
-//!   `connection_in_flight_max`.
+//!   `connection_in_flight_max`;
+//! - a call naming a key that a prepared cross-shard transaction holds locked is parked in that
+//!   key's wait queue (at most `TXN_LOCK_WAITERS_MAX`; past it the call is answered `Busy`) and
+//!   run again, in arrival order, as soon as a Decide or Finish on this shard unlocks the key; a
+//!   call parked longer than `TXN_LOCK_WAIT_MAX` is answered `Busy`, so nothing waits forever.
+//!   Two-phase-commit steps other than Prepare name no key and never wait for a lock.
 
 use crate::call::{CallOutput, CallResult, PutItem, ShardOp, ShardReport};
-use crate::shard_host::{Lsn, Progress, ShardEngine, StoreError, StoredValue};
+use crate::constants::{TXN_LOCK_WAITERS_MAX, TXN_LOCK_WAIT_MAX};
+use crate::shard_host::{Lsn, OpKind, Progress, ShardEngine, StoreError, StoredValue, TxnPart};
 use crate::sync::Slot;
 use jube_engine::clock::Clock;
 use jube_protocol::{Failure, GetReply, Status};
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::rc::Rc;
 use std::time::Duration;
@@ -43,6 +49,16 @@ enum State {
 enum Outcome {
     Ready(CallResult),
     After(Lsn, CallResult),
+    /// The engine refused: `key` is locked by a prepared transaction (nothing was done).
+    Locked(Vec<u8>),
+}
+
+/// A call waiting for a key's lock to go.
+struct Parked {
+    op: ShardOp,
+    reply_to: ReplyTo,
+    /// When it was first parked (engine-monotonic ns), for `TXN_LOCK_WAIT_MAX`.
+    since_ns: u64,
 }
 
 pub struct ShardWorker {
@@ -56,6 +72,13 @@ pub struct ShardWorker {
     call_errors: Cell<u64>,
     /// What the engine reported at the last drive, to log checkpoints and rollovers.
     progress: Cell<Progress>,
+    /// Calls waiting for a locked key, per key, oldest first.
+    parked: RefCell<BTreeMap<Vec<u8>, VecDeque<Parked>>>,
+    parked_count: Cell<usize>,
+    /// Calls parked behind a lock (each time), and calls answered Busy for a lock (queue full or
+    /// waited too long).
+    lock_waits: Cell<u64>,
+    lock_busy: Cell<u64>,
 }
 
 fn failure(error: &StoreError) -> Failure {
@@ -82,6 +105,10 @@ impl ShardWorker {
             calls: Cell::new(0),
             call_errors: Cell::new(0),
             progress: Cell::new(Progress::default()),
+            parked: RefCell::new(BTreeMap::new()),
+            parked_count: Cell::new(0),
+            lock_waits: Cell::new(0),
+            lock_busy: Cell::new(0),
         }
     }
 
@@ -89,24 +116,166 @@ impl ShardWorker {
         self.shard
     }
 
-    /// Runs `op`; returns the result if it may be delivered now, else keeps it until its LSN is
-    /// acknowledged (see [`ShardWorker::drive`]) and returns None.
-    pub fn call(&self, op: ShardOp, reply_to: ReplyTo) -> Option<Delivery> {
+    /// Runs `op`; returns the results that may be delivered now: its own unless it waits for its
+    /// LSN to be acknowledged (see [`ShardWorker::drive`]) or for a locked key, plus those of
+    /// parked calls that a Decide or Finish let run.
+    pub fn call(&self, op: ShardOp, reply_to: ReplyTo) -> Vec<Delivery> {
         self.calls.set(self.calls.get() + 1);
-        let outcome = self.run(op);
-        let (lsn, result) = match outcome {
-            Outcome::Ready(result) => return Some(self.counted((reply_to, result))),
-            Outcome::After(lsn, result) => (lsn, result),
-        };
-        if self.acked_lsn().is_some_and(|acked| acked >= lsn) {
-            return Some(self.counted((reply_to, result)));
+        let mut ready = Vec::new();
+        self.submit(op, reply_to, self.clock.monotonic_ns(), &mut ready);
+        ready
+    }
+
+    /// Runs `op` unless one of its keys is locked (then parks it); appends what is ready.
+    fn submit(&self, op: ShardOp, reply_to: ReplyTo, since_ns: u64, ready: &mut Vec<Delivery>) {
+        if let Some(key) = self.locked_key(&op) {
+            self.park(
+                key,
+                Parked {
+                    op,
+                    reply_to,
+                    since_ns,
+                },
+                ready,
+            );
+            return;
         }
-        let arrival = self.arrivals.get();
-        self.arrivals.set(arrival + 1);
-        self.waiters
-            .borrow_mut()
-            .insert((lsn, arrival), (reply_to, result));
-        None
+        let unlocks = matches!(op, ShardOp::DecideTxn { .. } | ShardOp::FinishTxn { .. });
+        // Only scans can meet a lock without naming the key: keep a copy to park them.
+        let retry = op.keys().is_empty().then(|| op.clone());
+        match self.run(op) {
+            Outcome::Ready(result) => ready.push(self.counted((reply_to, result))),
+            Outcome::After(lsn, result) => {
+                if self.acked_lsn().is_some_and(|acked| acked >= lsn) {
+                    ready.push(self.counted((reply_to, result)));
+                } else {
+                    let arrival = self.arrivals.get();
+                    self.arrivals.set(arrival + 1);
+                    self.waiters
+                        .borrow_mut()
+                        .insert((lsn, arrival), (reply_to, result));
+                }
+            }
+            Outcome::Locked(key) => match retry {
+                Some(op) => self.park(
+                    key,
+                    Parked {
+                        op,
+                        reply_to,
+                        since_ns,
+                    },
+                    ready,
+                ),
+                None => ready.push(self.counted((
+                    reply_to,
+                    Err(Failure::new(
+                        Status::Busy,
+                        "a key is locked by a transaction: retry",
+                    )),
+                ))),
+            },
+        }
+        if unlocks {
+            self.wake(ready);
+        }
+    }
+
+    /// The first key of `op` held by a prepared transaction.
+    fn locked_key(&self, op: &ShardOp) -> Option<Vec<u8>> {
+        let state = self.state.borrow();
+        let State::Open(engine) = &*state else {
+            return None;
+        };
+        op.keys()
+            .into_iter()
+            .find(|key| engine.lock_holder(key).is_some())
+            .map(<[u8]>::to_vec)
+    }
+
+    fn park(&self, key: Vec<u8>, parked: Parked, ready: &mut Vec<Delivery>) {
+        let mut queues = self.parked.borrow_mut();
+        let queue = queues.entry(key).or_default();
+        if queue.len() >= TXN_LOCK_WAITERS_MAX {
+            drop(queues);
+            self.lock_busy.set(self.lock_busy.get() + 1);
+            let failure = Failure::new(
+                Status::Busy,
+                format!(
+                    "{TXN_LOCK_WAITERS_MAX} calls already wait for a key locked by a transaction: retry"
+                ),
+            );
+            ready.push(self.counted((parked.reply_to, Err(failure))));
+            return;
+        }
+        queue.push_back(parked);
+        self.parked_count.set(self.parked_count.get() + 1);
+        self.lock_waits.set(self.lock_waits.get() + 1);
+    }
+
+    /// Runs again, oldest first, every parked call whose key is no longer locked.
+    fn wake(&self, ready: &mut Vec<Delivery>) {
+        let free: Vec<Vec<u8>> = {
+            let state = self.state.borrow();
+            let queues = self.parked.borrow();
+            match &*state {
+                State::Open(engine) => queues
+                    .keys()
+                    .filter(|key| engine.lock_holder(key).is_none())
+                    .cloned()
+                    .collect(),
+                // Failed or closed: `drive` answers every parked call.
+                _ => Vec::new(),
+            }
+        };
+        for key in free {
+            let queue = self.parked.borrow_mut().remove(&key).unwrap_or_default();
+            self.parked_count
+                .set(self.parked_count.get().saturating_sub(queue.len()));
+            for parked in queue {
+                self.submit(parked.op, parked.reply_to, parked.since_ns, ready);
+            }
+        }
+    }
+
+    /// Answers `Busy` to parked calls that waited longer than `TXN_LOCK_WAIT_MAX`, or every
+    /// parked call with `failure` if the shard no longer serves.
+    fn expire_parked(&self, failure: Option<&Failure>, ready: &mut Vec<Delivery>) {
+        if self.parked_count.get() == 0 {
+            return;
+        }
+        let now_ns = self.clock.monotonic_ns();
+        let wait_ns = u64::try_from(TXN_LOCK_WAIT_MAX.as_nanos()).unwrap_or(u64::MAX);
+        let mut queues = self.parked.borrow_mut();
+        let mut expired = Vec::new();
+        for queue in queues.values_mut() {
+            while queue.front().is_some_and(|parked| {
+                failure.is_some() || now_ns.saturating_sub(parked.since_ns) > wait_ns
+            }) {
+                if let Some(parked) = queue.pop_front() {
+                    expired.push(parked);
+                }
+            }
+        }
+        queues.retain(|_, queue| !queue.is_empty());
+        drop(queues);
+        self.parked_count
+            .set(self.parked_count.get().saturating_sub(expired.len()));
+        for parked in expired {
+            let result = match failure {
+                Some(failure) => Err(failure.clone()),
+                None => {
+                    self.lock_busy.set(self.lock_busy.get() + 1);
+                    Err(Failure::new(
+                        Status::Busy,
+                        format!(
+                            "a key stayed locked by a transaction for over {} ms: retry",
+                            TXN_LOCK_WAIT_MAX.as_millis()
+                        ),
+                    ))
+                }
+            };
+            ready.push(self.counted((parked.reply_to, result)));
+        }
     }
 
     fn counted(&self, delivery: Delivery) -> Delivery {
@@ -173,10 +342,56 @@ impl ShardWorker {
                 .map(|()| (None, CallOutput::Checkpointed)),
             ShardOp::Report => Ok((None, CallOutput::Done)),
             ShardOp::Resp(op) => crate::resp::shard_op::run(engine.as_mut(), op, wall_ms),
+            ShardOp::ApplyTxn(mut part) => {
+                resolve_ttls(&mut part, wall_ms);
+                engine.apply_txn(&part).map(|reply| {
+                    let output = CallOutput::Txn {
+                        outcome: reply.outcome,
+                        now_ms: wall_ms,
+                    };
+                    (Some(reply.wait_lsn), output)
+                })
+            }
+            ShardOp::PrepareTxn(mut request) => {
+                resolve_ttls(&mut request.part, wall_ms);
+                engine.prepare_txn(&request).map(|reply| {
+                    // A prepared part waits in the coordinator (AwaitDurable); a failed one may
+                    // reveal data, so its answer waits for what it read.
+                    let wait = match &reply {
+                        crate::shard_host::PrepareReply::Failed { wait_lsn, .. } => Some(*wait_lsn),
+                        crate::shard_host::PrepareReply::Prepared { .. } => None,
+                    };
+                    let output = CallOutput::Prepared {
+                        reply,
+                        now_ms: wall_ms,
+                    };
+                    (wait, output)
+                })
+            }
+            ShardOp::DecideTxn { id, participants } => engine
+                .decide_txn(id, &participants)
+                .map(|lsn| (None, CallOutput::Logged(lsn))),
+            ShardOp::FinishTxn { id, commit } => engine
+                .finish_txn(id, commit)
+                .map(|lsn| (None, CallOutput::Logged(lsn))),
+            ShardOp::ForgetDecision { id } => {
+                engine.forget_decision(id);
+                Ok((None, CallOutput::Done))
+            }
+            ShardOp::AwaitLsn { lsn } => Ok((Some(lsn), CallOutput::Done)),
+            ShardOp::TxnRecovery => Ok((
+                None,
+                CallOutput::Recovery {
+                    in_doubt: engine.in_doubt(),
+                    decisions: engine.recovered_decisions(),
+                },
+            )),
+            ShardOp::Decision { id } => Ok((None, CallOutput::Decision(engine.decision(id)))),
         };
         match result {
             Ok((Some(lsn), output)) => Outcome::After(lsn, Ok(output)),
             Ok((None, output)) => Outcome::Ready(Ok(output)),
+            Err(StoreError::Locked { key, .. }) => Outcome::Locked(key),
             Err(error) => {
                 let response = Err(failure(&error));
                 if matches!(error, StoreError::Failed(_)) {
@@ -227,13 +442,15 @@ impl ShardWorker {
                 "the shard closed before the write was acknowledged",
             )),
         };
-        ready
+        let mut delivered: Vec<Delivery> = ready
             .into_iter()
             .map(|(to, result)| match &error {
                 Some(failure) => self.counted((to, Err(failure.clone()))),
                 None => (to, result),
             })
-            .collect()
+            .collect();
+        self.expire_parked(error.as_ref(), &mut delivered);
+        delivered
     }
 
     /// Logs checkpoint starts and ends and WAL rollovers the last poll made.
@@ -295,6 +512,9 @@ impl ShardWorker {
             "results_waiting".to_string(),
             self.waiters.borrow().len() as u64,
         ));
+        metrics.push(("txn_lock_waits".to_string(), self.lock_waits.get()));
+        metrics.push(("txn_busy".to_string(), self.lock_busy.get()));
+        metrics.push(("calls_parked".to_string(), self.parked_count.get() as u64));
         ShardReport {
             shard: self.shard,
             failure,
@@ -311,6 +531,18 @@ impl ShardWorker {
             other => {
                 *self.state.borrow_mut() = other;
                 Ok(())
+            }
+        }
+    }
+}
+
+/// Turns the TTLs (ms) that transaction parts carry in their Put ops' `expiry_ms` into absolute
+/// deadlines on the shard's clock (`ShardOp::ApplyTxn`).
+fn resolve_ttls(part: &mut TxnPart, wall_ms: u64) {
+    for op in &mut part.ops {
+        if let OpKind::Put { expiry_ms, .. } = &mut op.kind {
+            if *expiry_ms != 0 {
+                *expiry_ms = wall_ms.saturating_add(*expiry_ms);
             }
         }
     }

@@ -168,6 +168,318 @@ impl<'a> ::flatbuffers::Verifiable for Status {
 
 impl ::flatbuffers::SimpleToVerifyInSlice for Status {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_ASSERTION_KIND: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_ASSERTION_KIND: u8 = 5;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_ASSERTION_KIND: [AssertionKind; 6] = [
+  AssertionKind::Exists,
+  AssertionKind::Absent,
+  AssertionKind::ValueEquals,
+  AssertionKind::HashEquals,
+  AssertionKind::IntCompare,
+  AssertionKind::VersionEquals,
+];
+
+/// What an Assertion checks about its key, against the state before the
+/// transaction. Append-only.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct AssertionKind(pub u8);
+#[allow(non_upper_case_globals)]
+impl AssertionKind {
+  /// The key has a live value.
+  pub const Exists: Self = Self(0);
+  /// The key has no live value.
+  pub const Absent: Self = Self(1);
+  /// The key's value is exactly Assertion.value (absent key: false).
+  pub const ValueEquals: Self = Self(2);
+  /// XXH3-64 (seed 0) of the key's value is Assertion.number (absent key:
+  /// false). See docs/protocol.md, "Value hash".
+  pub const HashEquals: Self = Self(3);
+  /// The value is a decimal-ASCII i64 and `value <compare> operand` holds
+  /// (absent key or not an integer: false).
+  pub const IntCompare: Self = Self(4);
+  /// The key's version is Assertion.number; an absent key has version 0.
+  pub const VersionEquals: Self = Self(5);
+
+  pub const ENUM_MIN: u8 = 0;
+  pub const ENUM_MAX: u8 = 5;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::Exists,
+    Self::Absent,
+    Self::ValueEquals,
+    Self::HashEquals,
+    Self::IntCompare,
+    Self::VersionEquals,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::Exists => Some("Exists"),
+      Self::Absent => Some("Absent"),
+      Self::ValueEquals => Some("ValueEquals"),
+      Self::HashEquals => Some("HashEquals"),
+      Self::IntCompare => Some("IntCompare"),
+      Self::VersionEquals => Some("VersionEquals"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for AssertionKind {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for AssertionKind {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+    Self(b)
+  }
+}
+
+impl ::flatbuffers::Push for AssertionKind {
+    type Output = AssertionKind;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<u8>(dst, self.0) };
+    }
+}
+
+impl ::flatbuffers::EndianScalar for AssertionKind {
+  type Scalar = u8;
+  #[inline]
+  fn to_little_endian(self) -> u8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u8) -> Self {
+    let b = u8::from_le(v);
+    Self(b)
+  }
+}
+
+impl<'a> ::flatbuffers::Verifiable for AssertionKind {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    u8::run_verifier(v, pos)
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for AssertionKind {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_COMPARE_OP: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_COMPARE_OP: u8 = 5;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_COMPARE_OP: [CompareOp; 6] = [
+  CompareOp::Eq,
+  CompareOp::Ne,
+  CompareOp::Lt,
+  CompareOp::Le,
+  CompareOp::Gt,
+  CompareOp::Ge,
+];
+
+/// The comparison of an IntCompare assertion. Append-only.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct CompareOp(pub u8);
+#[allow(non_upper_case_globals)]
+impl CompareOp {
+  pub const Eq: Self = Self(0);
+  pub const Ne: Self = Self(1);
+  pub const Lt: Self = Self(2);
+  pub const Le: Self = Self(3);
+  pub const Gt: Self = Self(4);
+  pub const Ge: Self = Self(5);
+
+  pub const ENUM_MIN: u8 = 0;
+  pub const ENUM_MAX: u8 = 5;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::Eq,
+    Self::Ne,
+    Self::Lt,
+    Self::Le,
+    Self::Gt,
+    Self::Ge,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::Eq => Some("Eq"),
+      Self::Ne => Some("Ne"),
+      Self::Lt => Some("Lt"),
+      Self::Le => Some("Le"),
+      Self::Gt => Some("Gt"),
+      Self::Ge => Some("Ge"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for CompareOp {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for CompareOp {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+    Self(b)
+  }
+}
+
+impl ::flatbuffers::Push for CompareOp {
+    type Output = CompareOp;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<u8>(dst, self.0) };
+    }
+}
+
+impl ::flatbuffers::EndianScalar for CompareOp {
+  type Scalar = u8;
+  #[inline]
+  fn to_little_endian(self) -> u8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u8) -> Self {
+    let b = u8::from_le(v);
+    Self(b)
+  }
+}
+
+impl<'a> ::flatbuffers::Verifiable for CompareOp {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    u8::run_verifier(v, pos)
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for CompareOp {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_TXN_OP_KIND: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_TXN_OP_KIND: u8 = 3;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_TXN_OP_KIND: [TxnOpKind; 4] = [
+  TxnOpKind::Read,
+  TxnOpKind::Put,
+  TxnOpKind::Delete,
+  TxnOpKind::Add,
+];
+
+/// What a TxnOp does. Append-only.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct TxnOpKind(pub u8);
+#[allow(non_upper_case_globals)]
+impl TxnOpKind {
+  /// Read the key as the transaction sees it at this point (earlier writes
+  /// of the same transaction included).
+  pub const Read: Self = Self(0);
+  /// Write TxnOp.value (required), with TxnOp.ttl_ms as Put.ttl_ms.
+  pub const Put: Self = Self(1);
+  /// Delete the key; the result says whether it existed.
+  pub const Delete: Self = Self(2);
+  /// Add TxnOp.delta to the key's decimal-ASCII i64 value (absent = 0) and
+  /// store the sum in decimal ASCII, keeping the key's expiry. A value that
+  /// is not an integer, or an overflow, fails the whole transaction
+  /// (TxnOutcome.OpFailed).
+  pub const Add: Self = Self(3);
+
+  pub const ENUM_MIN: u8 = 0;
+  pub const ENUM_MAX: u8 = 3;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::Read,
+    Self::Put,
+    Self::Delete,
+    Self::Add,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::Read => Some("Read"),
+      Self::Put => Some("Put"),
+      Self::Delete => Some("Delete"),
+      Self::Add => Some("Add"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for TxnOpKind {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for TxnOpKind {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+    Self(b)
+  }
+}
+
+impl ::flatbuffers::Push for TxnOpKind {
+    type Output = TxnOpKind;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<u8>(dst, self.0) };
+    }
+}
+
+impl ::flatbuffers::EndianScalar for TxnOpKind {
+  type Scalar = u8;
+  #[inline]
+  fn to_little_endian(self) -> u8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u8) -> Self {
+    let b = u8::from_le(v);
+    Self(b)
+  }
+}
+
+impl<'a> ::flatbuffers::Verifiable for TxnOpKind {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    u8::run_verifier(v, pos)
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for TxnOpKind {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_BOUND_KIND: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MAX_BOUND_KIND: u8 = 2;
@@ -262,10 +574,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for BoundKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_OPERATION: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_OPERATION: u8 = 9;
+pub const ENUM_MAX_OPERATION: u8 = 10;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_OPERATION: [Operation; 10] = [
+pub const ENUM_VALUES_OPERATION: [Operation; 11] = [
   Operation::NONE,
   Operation::Ping,
   Operation::Get,
@@ -276,9 +588,10 @@ pub const ENUM_VALUES_OPERATION: [Operation; 10] = [
   Operation::Scan,
   Operation::Info,
   Operation::Checkpoint,
+  Operation::Txn,
 ];
 
-/// Append-only: tags are 1 Ping .. 9 Checkpoint, in this order.
+/// Append-only: tags are 1 Ping .. 9 Checkpoint, 10 Txn, in this order.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[repr(transparent)]
 pub struct Operation(pub u8);
@@ -294,9 +607,10 @@ impl Operation {
   pub const Scan: Self = Self(7);
   pub const Info: Self = Self(8);
   pub const Checkpoint: Self = Self(9);
+  pub const Txn: Self = Self(10);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 9;
+  pub const ENUM_MAX: u8 = 10;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Ping,
@@ -308,6 +622,7 @@ impl Operation {
     Self::Scan,
     Self::Info,
     Self::Checkpoint,
+    Self::Txn,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -322,6 +637,7 @@ impl Operation {
       Self::Scan => Some("Scan"),
       Self::Info => Some("Info"),
       Self::Checkpoint => Some("Checkpoint"),
+      Self::Txn => Some("Txn"),
       _ => None,
     }
   }
@@ -379,12 +695,105 @@ impl ::flatbuffers::SimpleToVerifyInSlice for Operation {}
 pub struct OperationUnionTableOffset {}
 
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MIN_OPERATION_RESULT: u8 = 0;
+pub const ENUM_MIN_TXN_OUTCOME: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_OPERATION_RESULT: u8 = 9;
+pub const ENUM_MAX_TXN_OUTCOME: u8 = 2;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_OPERATION_RESULT: [OperationResult; 10] = [
+pub const ENUM_VALUES_TXN_OUTCOME: [TxnOutcome; 3] = [
+  TxnOutcome::Committed,
+  TxnOutcome::AssertionFailed,
+  TxnOutcome::OpFailed,
+];
+
+/// How a Txn ended. Append-only.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct TxnOutcome(pub u8);
+#[allow(non_upper_case_globals)]
+impl TxnOutcome {
+  /// Every assertion held; every op was applied and is durable.
+  pub const Committed: Self = Self(0);
+  /// Assertion `failed_index` did not hold; nothing was applied.
+  pub const AssertionFailed: Self = Self(1);
+  /// Op `failed_index` could not be applied (Add on a value that is not an
+  /// integer, or an overflow); nothing was applied.
+  pub const OpFailed: Self = Self(2);
+
+  pub const ENUM_MIN: u8 = 0;
+  pub const ENUM_MAX: u8 = 2;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::Committed,
+    Self::AssertionFailed,
+    Self::OpFailed,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::Committed => Some("Committed"),
+      Self::AssertionFailed => Some("AssertionFailed"),
+      Self::OpFailed => Some("OpFailed"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for TxnOutcome {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for TxnOutcome {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+    Self(b)
+  }
+}
+
+impl ::flatbuffers::Push for TxnOutcome {
+    type Output = TxnOutcome;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<u8>(dst, self.0) };
+    }
+}
+
+impl ::flatbuffers::EndianScalar for TxnOutcome {
+  type Scalar = u8;
+  #[inline]
+  fn to_little_endian(self) -> u8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u8) -> Self {
+    let b = u8::from_le(v);
+    Self(b)
+  }
+}
+
+impl<'a> ::flatbuffers::Verifiable for TxnOutcome {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    u8::run_verifier(v, pos)
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for TxnOutcome {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_OPERATION_RESULT: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_OPERATION_RESULT: u8 = 10;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_OPERATION_RESULT: [OperationResult; 11] = [
   OperationResult::NONE,
   OperationResult::PingResult,
   OperationResult::GetResult,
@@ -395,6 +804,7 @@ pub const ENUM_VALUES_OPERATION_RESULT: [OperationResult; 10] = [
   OperationResult::ScanResult,
   OperationResult::InfoResult,
   OperationResult::CheckpointResult,
+  OperationResult::TxnResult,
 ];
 
 /// Append-only, tag for tag the same as Operation: the result of operation
@@ -414,9 +824,10 @@ impl OperationResult {
   pub const ScanResult: Self = Self(7);
   pub const InfoResult: Self = Self(8);
   pub const CheckpointResult: Self = Self(9);
+  pub const TxnResult: Self = Self(10);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 9;
+  pub const ENUM_MAX: u8 = 10;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::PingResult,
@@ -428,6 +839,7 @@ impl OperationResult {
     Self::ScanResult,
     Self::InfoResult,
     Self::CheckpointResult,
+    Self::TxnResult,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -442,6 +854,7 @@ impl OperationResult {
       Self::ScanResult => Some("ScanResult"),
       Self::InfoResult => Some("InfoResult"),
       Self::CheckpointResult => Some("CheckpointResult"),
+      Self::TxnResult => Some("TxnResult"),
       _ => None,
     }
   }
@@ -498,6 +911,514 @@ impl<'a> ::flatbuffers::Verifiable for OperationResult {
 impl ::flatbuffers::SimpleToVerifyInSlice for OperationResult {}
 pub struct OperationResultUnionTableOffset {}
 
+pub enum AssertionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One condition of a Txn; its position in Txn.assertions is its index.
+pub struct Assertion<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Assertion<'a> {
+  type Inner = Assertion<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Assertion<'a> {
+  pub const VT_KEY: ::flatbuffers::VOffsetT = 4;
+  pub const VT_KIND: ::flatbuffers::VOffsetT = 6;
+  pub const VT_VALUE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_NUMBER: ::flatbuffers::VOffsetT = 10;
+  pub const VT_COMPARE: ::flatbuffers::VOffsetT = 12;
+  pub const VT_OPERAND: ::flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Assertion { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AssertionArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Assertion<'bldr>> {
+    let mut builder = AssertionBuilder::new(_fbb);
+    builder.add_operand(args.operand);
+    builder.add_number(args.number);
+    if let Some(x) = args.value { builder.add_value(x); }
+    if let Some(x) = args.key { builder.add_key(x); }
+    builder.add_compare(args.compare);
+    builder.add_kind(args.kind);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn key(&self) -> ::flatbuffers::Vector<'a, u8> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(Assertion::VT_KEY, None).unwrap()}
+  }
+  #[inline]
+  pub fn kind(&self) -> AssertionKind {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<AssertionKind>(Assertion::VT_KIND, Some(AssertionKind::Exists)).unwrap()}
+  }
+  /// ValueEquals: the expected value (required for it, absent otherwise).
+  #[inline]
+  pub fn value(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(Assertion::VT_VALUE, None)}
+  }
+  /// HashEquals: the hash; VersionEquals: the version. 0 otherwise.
+  #[inline]
+  pub fn number(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Assertion::VT_NUMBER, Some(0)).unwrap()}
+  }
+  /// IntCompare: the comparison and its right-hand side.
+  #[inline]
+  pub fn compare(&self) -> CompareOp {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<CompareOp>(Assertion::VT_COMPARE, Some(CompareOp::Eq)).unwrap()}
+  }
+  #[inline]
+  pub fn operand(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(Assertion::VT_OPERAND, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Assertion<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("key", Self::VT_KEY, true)?
+     .visit_field::<AssertionKind>("kind", Self::VT_KIND, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("value", Self::VT_VALUE, false)?
+     .visit_field::<u64>("number", Self::VT_NUMBER, false)?
+     .visit_field::<CompareOp>("compare", Self::VT_COMPARE, false)?
+     .visit_field::<i64>("operand", Self::VT_OPERAND, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AssertionArgs<'a> {
+    pub key: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub kind: AssertionKind,
+    pub value: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub number: u64,
+    pub compare: CompareOp,
+    pub operand: i64,
+}
+impl<'a> Default for AssertionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AssertionArgs {
+      key: None, // required field
+      kind: AssertionKind::Exists,
+      value: None,
+      number: 0,
+      compare: CompareOp::Eq,
+      operand: 0,
+    }
+  }
+}
+
+pub struct AssertionBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AssertionBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_key(&mut self, key: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Assertion::VT_KEY, key);
+  }
+  #[inline]
+  pub fn add_kind(&mut self, kind: AssertionKind) {
+    self.fbb_.push_slot::<AssertionKind>(Assertion::VT_KIND, kind, AssertionKind::Exists);
+  }
+  #[inline]
+  pub fn add_value(&mut self, value: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Assertion::VT_VALUE, value);
+  }
+  #[inline]
+  pub fn add_number(&mut self, number: u64) {
+    self.fbb_.push_slot::<u64>(Assertion::VT_NUMBER, number, 0);
+  }
+  #[inline]
+  pub fn add_compare(&mut self, compare: CompareOp) {
+    self.fbb_.push_slot::<CompareOp>(Assertion::VT_COMPARE, compare, CompareOp::Eq);
+  }
+  #[inline]
+  pub fn add_operand(&mut self, operand: i64) {
+    self.fbb_.push_slot::<i64>(Assertion::VT_OPERAND, operand, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AssertionBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AssertionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Assertion<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, Assertion::VT_KEY,"key");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Assertion<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Assertion");
+      ds.field("key", &self.key());
+      ds.field("kind", &self.kind());
+      ds.field("value", &self.value());
+      ds.field("number", &self.number());
+      ds.field("compare", &self.compare());
+      ds.field("operand", &self.operand());
+      ds.finish()
+  }
+}
+pub enum TxnOpOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One step of a Txn; its position in Txn.ops is its index.
+pub struct TxnOp<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for TxnOp<'a> {
+  type Inner = TxnOp<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> TxnOp<'a> {
+  pub const VT_KIND: ::flatbuffers::VOffsetT = 4;
+  pub const VT_KEY: ::flatbuffers::VOffsetT = 6;
+  pub const VT_VALUE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_TTL_MS: ::flatbuffers::VOffsetT = 10;
+  pub const VT_DELTA: ::flatbuffers::VOffsetT = 12;
+  pub const VT_WITH_VERSION: ::flatbuffers::VOffsetT = 14;
+  pub const VT_WITH_TTL: ::flatbuffers::VOffsetT = 16;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    TxnOp { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args TxnOpArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<TxnOp<'bldr>> {
+    let mut builder = TxnOpBuilder::new(_fbb);
+    builder.add_delta(args.delta);
+    if let Some(x) = args.ttl_ms { builder.add_ttl_ms(x); }
+    if let Some(x) = args.value { builder.add_value(x); }
+    if let Some(x) = args.key { builder.add_key(x); }
+    builder.add_with_ttl(args.with_ttl);
+    builder.add_with_version(args.with_version);
+    builder.add_kind(args.kind);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn kind(&self) -> TxnOpKind {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<TxnOpKind>(TxnOp::VT_KIND, Some(TxnOpKind::Read)).unwrap()}
+  }
+  #[inline]
+  pub fn key(&self) -> ::flatbuffers::Vector<'a, u8> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(TxnOp::VT_KEY, None).unwrap()}
+  }
+  /// Put: the value.
+  #[inline]
+  pub fn value(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(TxnOp::VT_VALUE, None)}
+  }
+  /// Put: time to live in ms; absent never expires. Zero is invalid.
+  #[inline]
+  pub fn ttl_ms(&self) -> Option<u64> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(TxnOp::VT_TTL_MS, None)}
+  }
+  /// Add: the signed amount.
+  #[inline]
+  pub fn delta(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(TxnOp::VT_DELTA, Some(0)).unwrap()}
+  }
+  /// Read: also return the key's version / remaining TTL.
+  #[inline]
+  pub fn with_version(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(TxnOp::VT_WITH_VERSION, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn with_ttl(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(TxnOp::VT_WITH_TTL, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for TxnOp<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<TxnOpKind>("kind", Self::VT_KIND, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("key", Self::VT_KEY, true)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("value", Self::VT_VALUE, false)?
+     .visit_field::<u64>("ttl_ms", Self::VT_TTL_MS, false)?
+     .visit_field::<i64>("delta", Self::VT_DELTA, false)?
+     .visit_field::<bool>("with_version", Self::VT_WITH_VERSION, false)?
+     .visit_field::<bool>("with_ttl", Self::VT_WITH_TTL, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TxnOpArgs<'a> {
+    pub kind: TxnOpKind,
+    pub key: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub value: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub ttl_ms: Option<u64>,
+    pub delta: i64,
+    pub with_version: bool,
+    pub with_ttl: bool,
+}
+impl<'a> Default for TxnOpArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    TxnOpArgs {
+      kind: TxnOpKind::Read,
+      key: None, // required field
+      value: None,
+      ttl_ms: None,
+      delta: 0,
+      with_version: false,
+      with_ttl: false,
+    }
+  }
+}
+
+pub struct TxnOpBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TxnOpBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_kind(&mut self, kind: TxnOpKind) {
+    self.fbb_.push_slot::<TxnOpKind>(TxnOp::VT_KIND, kind, TxnOpKind::Read);
+  }
+  #[inline]
+  pub fn add_key(&mut self, key: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TxnOp::VT_KEY, key);
+  }
+  #[inline]
+  pub fn add_value(&mut self, value: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TxnOp::VT_VALUE, value);
+  }
+  #[inline]
+  pub fn add_ttl_ms(&mut self, ttl_ms: u64) {
+    self.fbb_.push_slot_always::<u64>(TxnOp::VT_TTL_MS, ttl_ms);
+  }
+  #[inline]
+  pub fn add_delta(&mut self, delta: i64) {
+    self.fbb_.push_slot::<i64>(TxnOp::VT_DELTA, delta, 0);
+  }
+  #[inline]
+  pub fn add_with_version(&mut self, with_version: bool) {
+    self.fbb_.push_slot::<bool>(TxnOp::VT_WITH_VERSION, with_version, false);
+  }
+  #[inline]
+  pub fn add_with_ttl(&mut self, with_ttl: bool) {
+    self.fbb_.push_slot::<bool>(TxnOp::VT_WITH_TTL, with_ttl, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TxnOpBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    TxnOpBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<TxnOp<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, TxnOp::VT_KEY,"key");
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for TxnOp<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("TxnOp");
+      ds.field("kind", &self.kind());
+      ds.field("key", &self.key());
+      ds.field("value", &self.value());
+      ds.field("ttl_ms", &self.ttl_ms());
+      ds.field("delta", &self.delta());
+      ds.field("with_version", &self.with_version());
+      ds.field("with_ttl", &self.with_ttl());
+      ds.finish()
+  }
+}
+pub enum TxnOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// An atomic, strictly serializable transaction: if every assertion holds
+/// (checked against the state before any op), every op is applied in order
+/// and the writes are durable together; otherwise nothing is applied and the
+/// result names the first failed assertion or op. Keys may live on any
+/// shards. Limits: TXN_ITEMS_MAX, TXN_SIZE_MAX.
+pub struct Txn<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Txn<'a> {
+  type Inner = Txn<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Txn<'a> {
+  pub const VT_ASSERTIONS: ::flatbuffers::VOffsetT = 4;
+  pub const VT_OPS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Txn { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args TxnArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Txn<'bldr>> {
+    let mut builder = TxnBuilder::new(_fbb);
+    if let Some(x) = args.ops { builder.add_ops(x); }
+    if let Some(x) = args.assertions { builder.add_assertions(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn assertions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Assertion<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Assertion>>>>(Txn::VT_ASSERTIONS, None)}
+  }
+  #[inline]
+  pub fn ops(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TxnOp<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TxnOp>>>>(Txn::VT_OPS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Txn<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Assertion>>>>("assertions", Self::VT_ASSERTIONS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TxnOp>>>>("ops", Self::VT_OPS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TxnArgs<'a> {
+    pub assertions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Assertion<'a>>>>>,
+    pub ops: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TxnOp<'a>>>>>,
+}
+impl<'a> Default for TxnArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    TxnArgs {
+      assertions: None,
+      ops: None,
+    }
+  }
+}
+
+pub struct TxnBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TxnBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_assertions(&mut self, assertions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Assertion<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Txn::VT_ASSERTIONS, assertions);
+  }
+  #[inline]
+  pub fn add_ops(&mut self, ops: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<TxnOp<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Txn::VT_OPS, ops);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TxnBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    TxnBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Txn<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Txn<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Txn");
+      ds.field("assertions", &self.assertions());
+      ds.field("ops", &self.ops());
+      ds.finish()
+  }
+}
 pub enum PingOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -2022,6 +2943,21 @@ impl<'a> Request<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn op_as_txn(&self) -> Option<Txn<'a>> {
+    if self.op_type() == Operation::Txn {
+      self.op().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { Txn::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Request<'_> {
@@ -2043,6 +2979,7 @@ impl ::flatbuffers::Verifiable for Request<'_> {
           Operation::Scan => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Scan>>("Operation::Scan", pos),
           Operation::Info => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Info>>("Operation::Info", pos),
           Operation::Checkpoint => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Checkpoint>>("Operation::Checkpoint", pos),
+          Operation::Txn => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Txn>>("Operation::Txn", pos),
           _ => Ok(()),
         }
      })?
@@ -2169,6 +3106,13 @@ impl ::core::fmt::Debug for Request<'_> {
         },
         Operation::Checkpoint => {
           if let Some(x) = self.op_as_checkpoint() {
+            ds.field("op", &x)
+          } else {
+            ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Operation::Txn => {
+          if let Some(x) = self.op_as_txn() {
             ds.field("op", &x)
           } else {
             ds.field("op", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -3431,6 +4375,344 @@ impl ::core::fmt::Debug for CheckpointResult<'_> {
       ds.finish()
   }
 }
+pub enum TxnOpResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// The result of one TxnOp of a committed Txn.
+pub struct TxnOpResult<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for TxnOpResult<'a> {
+  type Inner = TxnOpResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> TxnOpResult<'a> {
+  pub const VT_KIND: ::flatbuffers::VOffsetT = 4;
+  pub const VT_FOUND: ::flatbuffers::VOffsetT = 6;
+  pub const VT_VALUE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_VERSION: ::flatbuffers::VOffsetT = 10;
+  pub const VT_TTL_REMAINING_MS: ::flatbuffers::VOffsetT = 12;
+  pub const VT_NUMBER: ::flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    TxnOpResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args TxnOpResultArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<TxnOpResult<'bldr>> {
+    let mut builder = TxnOpResultBuilder::new(_fbb);
+    builder.add_number(args.number);
+    if let Some(x) = args.ttl_remaining_ms { builder.add_ttl_remaining_ms(x); }
+    if let Some(x) = args.version { builder.add_version(x); }
+    if let Some(x) = args.value { builder.add_value(x); }
+    builder.add_found(args.found);
+    builder.add_kind(args.kind);
+    builder.finish()
+  }
+
+
+  /// The kind of the op this answers.
+  #[inline]
+  pub fn kind(&self) -> TxnOpKind {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<TxnOpKind>(TxnOpResult::VT_KIND, Some(TxnOpKind::Read)).unwrap()}
+  }
+  /// Read: the key had a live value. Delete: the key existed.
+  #[inline]
+  pub fn found(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(TxnOpResult::VT_FOUND, Some(false)).unwrap()}
+  }
+  /// Read of a found key: its value.
+  #[inline]
+  pub fn value(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(TxnOpResult::VT_VALUE, None)}
+  }
+  /// Read with_version of a found key: its version.
+  #[inline]
+  pub fn version(&self) -> Option<u64> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(TxnOpResult::VT_VERSION, None)}
+  }
+  /// Read with_ttl of a found key with a TTL: the remaining ms.
+  #[inline]
+  pub fn ttl_remaining_ms(&self) -> Option<u64> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(TxnOpResult::VT_TTL_REMAINING_MS, None)}
+  }
+  /// Add: the new value.
+  #[inline]
+  pub fn number(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(TxnOpResult::VT_NUMBER, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for TxnOpResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<TxnOpKind>("kind", Self::VT_KIND, false)?
+     .visit_field::<bool>("found", Self::VT_FOUND, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("value", Self::VT_VALUE, false)?
+     .visit_field::<u64>("version", Self::VT_VERSION, false)?
+     .visit_field::<u64>("ttl_remaining_ms", Self::VT_TTL_REMAINING_MS, false)?
+     .visit_field::<i64>("number", Self::VT_NUMBER, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TxnOpResultArgs<'a> {
+    pub kind: TxnOpKind,
+    pub found: bool,
+    pub value: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub version: Option<u64>,
+    pub ttl_remaining_ms: Option<u64>,
+    pub number: i64,
+}
+impl<'a> Default for TxnOpResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    TxnOpResultArgs {
+      kind: TxnOpKind::Read,
+      found: false,
+      value: None,
+      version: None,
+      ttl_remaining_ms: None,
+      number: 0,
+    }
+  }
+}
+
+pub struct TxnOpResultBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TxnOpResultBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_kind(&mut self, kind: TxnOpKind) {
+    self.fbb_.push_slot::<TxnOpKind>(TxnOpResult::VT_KIND, kind, TxnOpKind::Read);
+  }
+  #[inline]
+  pub fn add_found(&mut self, found: bool) {
+    self.fbb_.push_slot::<bool>(TxnOpResult::VT_FOUND, found, false);
+  }
+  #[inline]
+  pub fn add_value(&mut self, value: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TxnOpResult::VT_VALUE, value);
+  }
+  #[inline]
+  pub fn add_version(&mut self, version: u64) {
+    self.fbb_.push_slot_always::<u64>(TxnOpResult::VT_VERSION, version);
+  }
+  #[inline]
+  pub fn add_ttl_remaining_ms(&mut self, ttl_remaining_ms: u64) {
+    self.fbb_.push_slot_always::<u64>(TxnOpResult::VT_TTL_REMAINING_MS, ttl_remaining_ms);
+  }
+  #[inline]
+  pub fn add_number(&mut self, number: i64) {
+    self.fbb_.push_slot::<i64>(TxnOpResult::VT_NUMBER, number, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TxnOpResultBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    TxnOpResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<TxnOpResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for TxnOpResult<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("TxnOpResult");
+      ds.field("kind", &self.kind());
+      ds.field("found", &self.found());
+      ds.field("value", &self.value());
+      ds.field("version", &self.version());
+      ds.field("ttl_remaining_ms", &self.ttl_remaining_ms());
+      ds.field("number", &self.number());
+      ds.finish()
+  }
+}
+pub enum TxnResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct TxnResult<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for TxnResult<'a> {
+  type Inner = TxnResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> TxnResult<'a> {
+  pub const VT_OUTCOME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_FAILED_INDEX: ::flatbuffers::VOffsetT = 6;
+  pub const VT_DETAIL: ::flatbuffers::VOffsetT = 8;
+  pub const VT_RESULTS: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    TxnResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args TxnResultArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<TxnResult<'bldr>> {
+    let mut builder = TxnResultBuilder::new(_fbb);
+    if let Some(x) = args.results { builder.add_results(x); }
+    if let Some(x) = args.detail { builder.add_detail(x); }
+    builder.add_failed_index(args.failed_index);
+    builder.add_outcome(args.outcome);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn outcome(&self) -> TxnOutcome {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<TxnOutcome>(TxnResult::VT_OUTCOME, Some(TxnOutcome::Committed)).unwrap()}
+  }
+  /// AssertionFailed: the index in Txn.assertions; OpFailed: in Txn.ops.
+  #[inline]
+  pub fn failed_index(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(TxnResult::VT_FAILED_INDEX, Some(0)).unwrap()}
+  }
+  /// Why the assertion or op failed, for humans; absent when committed.
+  #[inline]
+  pub fn detail(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(TxnResult::VT_DETAIL, None)}
+  }
+  /// Committed: one per TxnOp, in request order. Empty otherwise.
+  #[inline]
+  pub fn results(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TxnOpResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TxnOpResult>>>>(TxnResult::VT_RESULTS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for TxnResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<TxnOutcome>("outcome", Self::VT_OUTCOME, false)?
+     .visit_field::<u32>("failed_index", Self::VT_FAILED_INDEX, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("detail", Self::VT_DETAIL, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TxnOpResult>>>>("results", Self::VT_RESULTS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TxnResultArgs<'a> {
+    pub outcome: TxnOutcome,
+    pub failed_index: u32,
+    pub detail: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub results: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TxnOpResult<'a>>>>>,
+}
+impl<'a> Default for TxnResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    TxnResultArgs {
+      outcome: TxnOutcome::Committed,
+      failed_index: 0,
+      detail: None,
+      results: None,
+    }
+  }
+}
+
+pub struct TxnResultBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TxnResultBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_outcome(&mut self, outcome: TxnOutcome) {
+    self.fbb_.push_slot::<TxnOutcome>(TxnResult::VT_OUTCOME, outcome, TxnOutcome::Committed);
+  }
+  #[inline]
+  pub fn add_failed_index(&mut self, failed_index: u32) {
+    self.fbb_.push_slot::<u32>(TxnResult::VT_FAILED_INDEX, failed_index, 0);
+  }
+  #[inline]
+  pub fn add_detail(&mut self, detail: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TxnResult::VT_DETAIL, detail);
+  }
+  #[inline]
+  pub fn add_results(&mut self, results: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<TxnOpResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TxnResult::VT_RESULTS, results);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TxnResultBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    TxnResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<TxnResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for TxnResult<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("TxnResult");
+      ds.field("outcome", &self.outcome());
+      ds.field("failed_index", &self.failed_index());
+      ds.field("detail", &self.detail());
+      ds.field("results", &self.results());
+      ds.finish()
+  }
+}
 pub enum ResponseOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -3656,6 +4938,21 @@ impl<'a> Response<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn result_as_txn_result(&self) -> Option<TxnResult<'a>> {
+    if self.result_type() == OperationResult::TxnResult {
+      self.result().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { TxnResult::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for Response<'_> {
@@ -3679,6 +4976,7 @@ impl ::flatbuffers::Verifiable for Response<'_> {
           OperationResult::ScanResult => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ScanResult>>("OperationResult::ScanResult", pos),
           OperationResult::InfoResult => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<InfoResult>>("OperationResult::InfoResult", pos),
           OperationResult::CheckpointResult => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CheckpointResult>>("OperationResult::CheckpointResult", pos),
+          OperationResult::TxnResult => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<TxnResult>>("OperationResult::TxnResult", pos),
           _ => Ok(()),
         }
      })?
@@ -3819,6 +5117,13 @@ impl ::core::fmt::Debug for Response<'_> {
         },
         OperationResult::CheckpointResult => {
           if let Some(x) = self.result_as_checkpoint_result() {
+            ds.field("result", &x)
+          } else {
+            ds.field("result", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        OperationResult::TxnResult => {
+          if let Some(x) = self.result_as_txn_result() {
             ds.field("result", &x)
           } else {
             ds.field("result", &"InvalidFlatbuffer: Union discriminant does not match value.")

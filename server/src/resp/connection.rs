@@ -227,7 +227,7 @@ async fn encode(
     output: &mut Vec<u8>,
 ) -> bool {
     let (version, close) = (item.version, item.close_after);
-    let reply = item.finish().await;
+    let reply = item.finish(&context.dispatcher.metrics).await;
     let metrics = &context.dispatcher.metrics;
     metrics.record_resp(RespCounter::Command);
     if matches!(reply, Reply::Error(_)) {

@@ -13,14 +13,17 @@
 
 use super::admin;
 use super::keyspace;
+use super::multi::{self, MultiState};
 use super::shard_op::{RespOp, RespOutput};
-use crate::call::{CallOutput, CallResult, PutItem, ShardOp, Target};
+use crate::call::{CallOutput, CallResult, ShardOp, Target};
+use crate::metrics::CoreMetrics;
 use crate::routing::shard_of;
 use crate::server::CoreContext;
 use crate::sync::Slot;
+use crate::txn::OpsMeta;
 use jube_protocol::resp::command::errors;
 use jube_protocol::resp::{table, Command, Reply, RespVersion};
-use jube_protocol::{Failure, Status};
+use jube_protocol::{Failure, Status, Txn, TxnOp, TxnOpResult, TxnOutcome};
 use std::borrow::Cow;
 use std::rc::Rc;
 
@@ -36,6 +39,11 @@ pub struct Session {
     pub library_version: Option<Vec<u8>>,
     /// When the connection was accepted (CLIENT INFO's age).
     pub started: std::time::Instant,
+    /// Between MULTI and EXEC/DISCARD: the queued commands.
+    pub multi: Option<MultiState>,
+    /// WATCHed keys and the version each had when watched (0: absent), until EXEC, DISCARD or
+    /// UNWATCH.
+    pub watched: Vec<(Vec<u8>, u64)>,
 }
 
 impl Session {
@@ -49,12 +57,25 @@ impl Session {
             library_name: None,
             library_version: None,
             started: std::time::Instant::now(),
+            multi: None,
+            watched: Vec::new(),
         }
     }
 }
 
+/// How a multi-key command's transaction becomes its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnReply {
+    /// MSET: `+OK`.
+    Ok,
+    /// MSETNX: 1 if written, 0 if a key existed.
+    SetIfAbsent,
+    /// MGET: the values read, in order.
+    Values,
+}
+
 /// How the results of a command's calls become its reply.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Combine {
     /// One call whose output is the reply.
     One,
@@ -64,6 +85,8 @@ pub enum Combine {
     Ok,
     /// MGET: values gathered by position.
     MGet { count: usize },
+    /// MSET, MSETNX, cross-shard MGET: one transaction's outcome.
+    Txn { meta: OpsMeta, reply: TxnReply },
 }
 
 /// What a reply waits for.
@@ -107,8 +130,8 @@ impl Item {
         }
     }
 
-    /// Waits for every call and builds the reply.
-    pub async fn finish(self) -> Reply {
+    /// Waits for every call and builds the reply; transactions are counted in `metrics`.
+    pub async fn finish(self, metrics: &CoreMetrics) -> Reply {
         let (parts, combine) = match self.pending {
             Pending::Ready(reply) => return reply,
             Pending::Calls { parts, combine } => (parts, combine),
@@ -117,7 +140,7 @@ impl Item {
         for part in &parts {
             results.push(part.wait().await);
         }
-        combine_results(combine, results)
+        combine_results(combine, results, metrics)
     }
 }
 
@@ -145,8 +168,16 @@ fn internal() -> Reply {
     ))
 }
 
-fn combine_results(combine: Combine, results: Vec<CallResult>) -> Reply {
+fn combine_results(combine: Combine, results: Vec<CallResult>, metrics: &CoreMetrics) -> Reply {
     match combine {
+        Combine::Txn { meta, reply } => {
+            let result = results.into_iter().next().map_or_else(
+                || Err(crate::call::wrong_output("Txn")),
+                |result| crate::txn::finish(result, &meta),
+            );
+            crate::txn::record(metrics, &result);
+            txn_reply(result, reply)
+        }
         Combine::One => results.into_iter().next().map_or_else(internal, call_reply),
         Combine::Sum => {
             let mut sum: i64 = 0;
@@ -182,6 +213,31 @@ fn combine_results(combine: Combine, results: Vec<CallResult>) -> Reply {
     }
 }
 
+fn txn_reply(result: Result<TxnOutcome, Failure>, reply: TxnReply) -> Reply {
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(failure) => return failure_reply(&failure),
+    };
+    match (outcome, reply) {
+        (TxnOutcome::Committed(_), TxnReply::Ok) => Reply::OK,
+        (TxnOutcome::Committed(_), TxnReply::SetIfAbsent) => Reply::Integer(1),
+        (TxnOutcome::AssertionFailed { .. }, TxnReply::SetIfAbsent) => Reply::Integer(0),
+        (TxnOutcome::Committed(results), TxnReply::Values) => Reply::Array(Some(
+            results
+                .into_iter()
+                .map(|result| match result {
+                    TxnOpResult::Read(value) => Reply::Bulk(value.map(|value| value.value)),
+                    _ => internal(),
+                })
+                .collect(),
+        )),
+        (TxnOutcome::OpFailed { index, detail }, _)
+        | (TxnOutcome::AssertionFailed { index, detail }, _) => Reply::Error(Cow::Owned(format!(
+            "ERR transaction item {index} failed: {detail}"
+        ))),
+    }
+}
+
 /// Runs one request (non-empty `args`) and returns its FIFO item.
 pub async fn execute(context: &CoreContext, session: &mut Session, args: Vec<Vec<u8>>) -> Item {
     let version = session.version;
@@ -193,11 +249,21 @@ pub async fn execute(context: &CoreContext, session: &mut Session, args: Vec<Vec
     }
     let command = match Command::parse(args) {
         Ok(command) => command,
-        Err(error) => return Item::ready(error.to_reply(), version),
+        Err(error) => {
+            // As in Redis: a command refused while queueing makes EXEC answer EXECABORT.
+            if let Some(multi) = &mut session.multi {
+                multi.abort();
+            }
+            return Item::ready(error.to_reply(), version);
+        }
     };
     if let Command::Quit = command {
         return Item::closing(Reply::OK, version);
     }
+    let command = match multi::transaction_command(context, session, command).await {
+        Ok(reply) => return Item::ready(reply, version),
+        Err(command) => command,
+    };
     let pending = match route(context, command) {
         Routed::Pending(pending) => pending,
         Routed::Local(command) => Pending::Ready(local(context, session, command).await),
@@ -216,69 +282,70 @@ enum Routed {
     Local(Command),
 }
 
-/// Makes the shard calls of a keyed command.
-fn route(context: &CoreContext, command: Command) -> Routed {
-    let shard_count = context.shared.shard_count;
-    let one = |key: &[u8], op: RespOp| Pending::Calls {
-        parts: vec![context
-            .dispatcher
-            .call(Target::Shard(shard_of(key, shard_count)), ShardOp::Resp(op))],
-        combine: Combine::One,
-    };
-    let pending = match command {
-        Command::Get { key } => one(&key.clone(), RespOp::Get { key }),
-        Command::StrLen { key } => one(&key.clone(), RespOp::StrLen { key }),
-        Command::GetRange { key, start, end } => {
-            one(&key.clone(), RespOp::GetRange { key, start, end })
-        }
-        Command::Ttl { key, unit } => one(
-            &key.clone(),
-            RespOp::Ttl {
-                key,
-                unit,
-                absolute: false,
-            },
-        ),
-        Command::ExpireTime { key, unit } => one(
-            &key.clone(),
-            RespOp::Ttl {
-                key,
-                unit,
-                absolute: true,
-            },
-        ),
-        Command::Type { key } => one(&key.clone(), RespOp::Type { key }),
-        Command::Set(set) => one(&set.key.clone(), RespOp::Set(set)),
-        Command::SetNx { key, value } => one(&key.clone(), RespOp::SetNx { key, value }),
-        Command::GetDel { key } => one(&key.clone(), RespOp::GetDel { key }),
-        Command::GetEx { key, expiry } => one(&key.clone(), RespOp::GetEx { key, expiry }),
-        Command::IncrBy { key, delta } => one(&key.clone(), RespOp::IncrBy { key, delta }),
-        Command::IncrByFloat { key, increment } => one(
-            &key.clone(),
-            RespOp::IncrByFloat {
-                key,
-                increment_bits: increment.to_bits(),
-            },
-        ),
-        Command::Append { key, value } => one(&key.clone(), RespOp::Append { key, value }),
-        Command::SetRange { key, offset, value } => {
-            one(&key.clone(), RespOp::SetRange { key, offset, value })
-        }
+/// The one-shard op of a single-key command, or the command back if it is not one.
+pub fn single_key_op(command: Command) -> Result<RespOp, Command> {
+    Ok(match command {
+        Command::Get { key } => RespOp::Get { key },
+        Command::StrLen { key } => RespOp::StrLen { key },
+        Command::GetRange { key, start, end } => RespOp::GetRange { key, start, end },
+        Command::Ttl { key, unit } => RespOp::Ttl {
+            key,
+            unit,
+            absolute: false,
+        },
+        Command::ExpireTime { key, unit } => RespOp::Ttl {
+            key,
+            unit,
+            absolute: true,
+        },
+        Command::Type { key } => RespOp::Type { key },
+        Command::Set(set) => RespOp::Set(set),
+        Command::SetNx { key, value } => RespOp::SetNx { key, value },
+        Command::GetDel { key } => RespOp::GetDel { key },
+        Command::GetEx { key, expiry } => RespOp::GetEx { key, expiry },
+        Command::IncrBy { key, delta } => RespOp::IncrBy { key, delta },
+        Command::IncrByFloat { key, increment } => RespOp::IncrByFloat {
+            key,
+            increment_bits: increment.to_bits(),
+        },
+        Command::Append { key, value } => RespOp::Append { key, value },
+        Command::SetRange { key, offset, value } => RespOp::SetRange { key, offset, value },
         Command::Expire {
             key,
             expiry,
             condition,
-        } => one(
-            &key.clone(),
-            RespOp::Expire {
-                key,
-                expiry,
-                condition,
-            },
-        ),
-        Command::Persist { key } => one(&key.clone(), RespOp::Persist { key }),
+        } => RespOp::Expire {
+            key,
+            expiry,
+            condition,
+        },
+        Command::Persist { key } => RespOp::Persist { key },
+        other => return Err(other),
+    })
+}
+
+/// Makes the shard calls of a keyed command.
+fn route(context: &CoreContext, command: Command) -> Routed {
+    let shard_count = context.shared.shard_count;
+    let command = match single_key_op(command) {
+        Ok(op) => {
+            let shard = op
+                .keys()
+                .first()
+                .map_or(0, |key| shard_of(key, shard_count));
+            return Routed::Pending(Pending::Calls {
+                parts: vec![context
+                    .dispatcher
+                    .call(Target::Shard(shard), ShardOp::Resp(op))],
+                combine: Combine::One,
+            });
+        }
+        Err(command) => command,
+    };
+    let pending = match command {
         Command::MGet { keys } => mget(context, keys),
         Command::MSet { pairs } => mset(context, pairs),
+        Command::MSetNx { pairs } => mset_nx(context, pairs),
         Command::Del { keys } | Command::Unlink { keys } => {
             per_shard_sum(context, keys, |keys| RespOp::Delete { keys })
         }
@@ -306,16 +373,34 @@ pub fn by_shard<T>(
         .collect()
 }
 
+/// MGET: one call if one shard owns every key; across shards, a read-only transaction (locks,
+/// no log record), so that no MGET sees half of a cross-shard MSET.
 fn mget(context: &CoreContext, keys: Vec<Vec<u8>>) -> Pending {
     let count = keys.len();
     let items: Vec<(usize, Vec<u8>)> = keys.into_iter().enumerate().collect();
-    let parts = by_shard(items, context.shared.shard_count, |(_, key)| key)
-        .into_iter()
+    let mut groups = by_shard(items, context.shared.shard_count, |(_, key)| key);
+    if groups.len() > 1 {
+        let txn = groups
+            .into_iter()
+            .flat_map(|(_, items)| items)
+            .fold(vec![Vec::new(); count], |mut keys, (position, key)| {
+                keys[position] = key;
+                keys
+            })
+            .into_iter()
+            .fold(Txn::new(), |txn, key| {
+                txn.op(TxnOp::Read(jube_protocol::Get::new(key)))
+            });
+        return start_txn(context, txn, TxnReply::Values);
+    }
+    let parts = groups
+        .pop()
         .map(|(shard, items)| {
             context
                 .dispatcher
                 .call(Target::Shard(shard), ShardOp::MultiGet { items })
         })
+        .into_iter()
         .collect();
     Pending::Calls {
         parts,
@@ -323,24 +408,41 @@ fn mget(context: &CoreContext, keys: Vec<Vec<u8>>) -> Pending {
     }
 }
 
-/// MSET: one write batch per shard. Each shard's part is atomic; across shards it is not (no
-/// transactions yet: docs/resp.md).
+/// MSET: one transaction (one call and one log record if one shard owns every key), so it is all
+/// or nothing, across shards and crashes.
 fn mset(context: &CoreContext, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Pending {
-    let entries: Vec<PutItem> = pairs
+    let txn = pairs
         .into_iter()
-        .map(|(key, value)| (key, value, None))
-        .collect();
-    let parts = by_shard(entries, context.shared.shard_count, |(key, _, _)| key)
+        .fold(Txn::new(), |txn, (key, value)| txn.put(key, value));
+    start_txn(context, txn, TxnReply::Ok)
+}
+
+/// MSETNX: one transaction asserting every key absent, then writing them all.
+fn mset_nx(context: &CoreContext, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Pending {
+    let mut txn = Txn::new();
+    for (key, _) in &pairs {
+        txn = txn.assert_absent(key.clone());
+    }
+    let txn = pairs
         .into_iter()
-        .map(|(shard, entries)| {
-            context
-                .dispatcher
-                .call(Target::Shard(shard), ShardOp::MultiPut { entries })
-        })
-        .collect();
-    Pending::Calls {
-        parts,
-        combine: Combine::Ok,
+        .fold(txn, |txn, (key, value)| txn.put(key, value));
+    start_txn(context, txn, TxnReply::SetIfAbsent)
+}
+
+/// Starts `txn` after checking the protocol's transaction limits.
+fn start_txn(context: &CoreContext, txn: Txn, reply: TxnReply) -> Pending {
+    match crate::txn::validated(txn) {
+        Ok(txn) => {
+            let started = crate::txn::start(&context.dispatcher, context.shared.shard_count, txn);
+            Pending::Calls {
+                parts: vec![started.slot],
+                combine: Combine::Txn {
+                    meta: started.meta,
+                    reply,
+                },
+            }
+        }
+        Err(failure) => Pending::Ready(failure_reply(&failure)),
     }
 }
 
@@ -387,13 +489,6 @@ async fn local(context: &CoreContext, session: &mut Session, command: Command) -
         Command::Keys { pattern } => keyspace::keys(context, &pattern).await,
         Command::DbSize => keyspace::dbsize(context).await,
         Command::FlushDb { .. } | Command::FlushAll { .. } => keyspace::flush(context).await,
-        Command::MSetNx { pairs } => keyspace::mset_nx(context, pairs).await,
-        Command::Unwatch => Reply::OK,
-        Command::Multi | Command::Exec | Command::Discard | Command::Watch { .. } => {
-            Reply::Error(Cow::Borrowed(
-                "ERR transactions (MULTI, EXEC, DISCARD, WATCH) are not supported yet (jube issue 9)",
-            ))
-        }
         // Commands the parser knows that the server does not run yet.
         _ => Reply::Error(Cow::Borrowed("ERR jube does not run this command yet")),
     }

@@ -1,6 +1,6 @@
 //! Commands over the whole keyspace, run as flows of shard calls by the connection's reader (which
 //! reads no further request until the flow replies, so the client's order is kept): SCAN, KEYS,
-//! DBSIZE, FLUSHDB/FLUSHALL, and MSETNX whose keys span shards.
+//! DBSIZE, FLUSHDB/FLUSHALL.
 //!
 //! Invariants:
 //! - every flow is bounded: SCAN makes at most `SCAN_CALLS_PER_REQUEST_MAX` calls of at most
@@ -10,13 +10,13 @@
 //!   cursor table (a Redis cursor is a number); a scan visits shards in order and keys in key
 //!   order, so every key present for the whole scan is returned (once, unless the cursor is
 //!   retried);
-//! - nothing here is atomic across shards: MSETNX checks every shard, then writes per shard, and
-//!   FLUSHDB empties shards one after another (docs/resp.md; transactions are issue 9).
+//! - nothing here is atomic across shards: FLUSHDB empties shards one after another (docs/resp.md;
+//!   MSET, MSETNX and MGET are transactions instead, `execute`).
 
-use super::execute::{by_shard, call_reply, failure_reply};
+use super::execute::call_reply;
 use super::shard_op::{RespOp, RespOutput};
 use super::ScanPosition;
-use crate::call::{CallOutput, CallResult, PutItem, ShardOp, Target};
+use crate::call::{CallOutput, CallResult, ShardOp, Target};
 use crate::constants::{
     FLUSH_BATCH_KEYS_MAX, KEYS_CALL_KEYS_MAX, KEYS_REPLY_COUNT_MAX, SCAN_CALLS_PER_REQUEST_MAX,
     SCAN_CALL_KEYS_MAX,
@@ -175,51 +175,4 @@ pub async fn flush(context: &CoreContext) -> Reply {
         }
     }
     Reply::OK
-}
-
-/// `MSETNX`: within one shard, one atomic call; across shards, a check of every key, then one
-/// write batch per shard. Another client may write a key between the check and the writes.
-pub async fn mset_nx(context: &CoreContext, pairs: Vec<(Vec<u8>, Vec<u8>)>) -> Reply {
-    let shard_count = context.shared.shard_count;
-    let mut groups = by_shard(pairs, shard_count, |(key, _)| key);
-    if groups.len() == 1 {
-        let Some((shard, pairs)) = groups.pop() else {
-            return Reply::Integer(0);
-        };
-        let op = ShardOp::Resp(RespOp::MSetNx { pairs });
-        return call_reply(call(context, Target::Shard(shard), op).await);
-    }
-    let checks: Vec<_> = groups
-        .iter()
-        .map(|(shard, pairs)| {
-            let keys = pairs.iter().map(|(key, _)| key.clone()).collect();
-            context.dispatcher.call(
-                Target::Shard(*shard),
-                ShardOp::Resp(RespOp::Exists { keys }),
-            )
-        })
-        .collect();
-    for check in checks {
-        match call_reply(check.wait().await) {
-            Reply::Integer(0) => {}
-            Reply::Integer(_) => return Reply::Integer(0),
-            other => return other,
-        }
-    }
-    let writes: Vec<_> = groups
-        .into_iter()
-        .map(|(shard, pairs)| {
-            let entries: Vec<PutItem> = pairs.into_iter().map(|(k, v)| (k, v, None)).collect();
-            context
-                .dispatcher
-                .call(Target::Shard(shard), ShardOp::MultiPut { entries })
-        })
-        .collect();
-    let mut reply = Reply::Integer(1);
-    for write in writes {
-        if let Err(failure) = write.wait().await {
-            reply = failure_reply(&failure);
-        }
-    }
-    reply
 }

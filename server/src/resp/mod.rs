@@ -17,6 +17,7 @@ pub mod admin;
 pub mod connection;
 pub mod execute;
 pub mod keyspace;
+pub mod multi;
 pub mod shard_op;
 
 pub use connection::{reject, serve};

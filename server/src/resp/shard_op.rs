@@ -112,6 +112,34 @@ pub enum RespOp {
     },
 }
 
+impl RespOp {
+    /// Every key the op names (a scan or flush names none).
+    pub fn keys(&self) -> Vec<&[u8]> {
+        match self {
+            RespOp::Get { key }
+            | RespOp::StrLen { key }
+            | RespOp::GetRange { key, .. }
+            | RespOp::Ttl { key, .. }
+            | RespOp::Type { key }
+            | RespOp::SetNx { key, .. }
+            | RespOp::GetDel { key }
+            | RespOp::GetEx { key, .. }
+            | RespOp::IncrBy { key, .. }
+            | RespOp::IncrByFloat { key, .. }
+            | RespOp::Append { key, .. }
+            | RespOp::SetRange { key, .. }
+            | RespOp::Expire { key, .. }
+            | RespOp::Persist { key } => vec![key.as_slice()],
+            RespOp::Set(set) => vec![set.key.as_slice()],
+            RespOp::Exists { keys } | RespOp::Delete { keys } => {
+                keys.iter().map(Vec::as_slice).collect()
+            }
+            RespOp::MSetNx { pairs } => pairs.iter().map(|(key, _)| key.as_slice()).collect(),
+            RespOp::ScanKeys { .. } | RespOp::FlushBatch { .. } => Vec::new(),
+        }
+    }
+}
+
 /// What a RESP call returns.
 #[derive(Debug, Clone)]
 pub enum RespOutput {
