@@ -8,7 +8,49 @@
 use crate::storage::{IO_ALIGN, SECTOR_SIZE};
 
 /// Version of the page-file format written by this code (superblock and page headers).
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added the clock calibration and value-log head to the superblock and the
+/// value-log pointer kind of leaf records (docs/format.md, "Compatibility").
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Oldest page-file format this code still opens. A version-1 file has no value log and a zero
+/// clock calibration, so it reads as a version-2 file that never used either; its next
+/// checkpoint writes version-2 superblocks and pages.
+pub const FORMAT_VERSION_MIN: u32 = 1;
+
+/// Largest value a put accepts, in bytes. Values above the inline threshold live in the value
+/// log (one record, one read), so the bound comes from memory, not from the page: the value log
+/// buffers at most `VLOG_BUFFER_BYTES_MAX_DEFAULT` of unwritten values per shard, and a read
+/// allocates one buffer of the record's size. 16 MiB is what the protocol and clients are sized
+/// for (issue 8).
+pub const VALUE_SIZE_MAX: usize = 16 << 20;
+
+/// Value kinds of a leaf record (byte 0): the value bytes are the value itself...
+pub const VALUE_KIND_INLINE: u8 = 0;
+/// ...or a value-log pointer (segment u64, offset u64, length u32, checksum u32).
+pub const VALUE_KIND_POINTER: u8 = 1;
+
+/// Bytes of a value-log pointer stored in a leaf.
+pub const VLOG_POINTER_SIZE: usize = 24;
+
+/// Bytes of the fixed part of a value-log record: crc, value size, key size, reserved.
+pub const VLOG_RECORD_HEADER_SIZE: usize = 16;
+
+/// Bytes of a value-log segment header (one whole block, so records start block-aligned).
+pub const VLOG_SEGMENT_HEADER_SIZE: usize = IO_ALIGN;
+
+/// Default size after which the value log starts a new segment (segments may end up to one
+/// flush longer). Large enough that the per-segment file count stays small, small enough that
+/// garbage collection rewrites a bounded amount per victim.
+pub const VLOG_SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
+
+/// Default bound of value-log bytes staged or in flight (not yet durable). Beyond it a put of a
+/// large value is refused with `Busy`. Two maximum records: one in flight, one staged.
+pub const VLOG_BUFFER_BYTES_MAX_DEFAULT: usize =
+    2 * (VALUE_SIZE_MAX + VLOG_RECORD_HEADER_SIZE + KEY_SIZE_MAX);
+
+/// Default bytes of a victim segment one garbage-collection slice reads (plus at most one
+/// record that straddles the end of the slice): bounds the I/O a `poll` does for GC.
+pub const VLOG_GC_SLICE_BYTES_DEFAULT: usize = 1 << 20;
 
 /// Smallest page size: one O_DIRECT block, so a page is one aligned I/O.
 pub const PAGE_SIZE_MIN: usize = 4096;
@@ -43,8 +85,8 @@ pub const PAGES_OFFSET: u64 = 2 * SUPERBLOCK_SIZE as u64;
 pub const KEY_SIZE_MAX: usize = 512;
 
 /// Largest inline value at the smallest page size: a quarter page. Larger page sizes allow a
-/// quarter of their own size (`TreeConfig::value_inline_max`); anything larger is refused until
-/// the value log exists.
+/// quarter of their own size (`TreeConfig::value_inline_max`); larger values go to the value
+/// log.
 pub const VALUE_INLINE_MAX_AT_PAGE_SIZE_MIN: usize = PAGE_SIZE_MIN / 4;
 
 /// Deepest tree we accept. With fan-out >= 4 a tree of height 32 would index more pages than a
@@ -113,3 +155,13 @@ const _: () = assert!(
 const _: () = assert!(CACHE_PAGES_MIN >= 2);
 const _: () =
     assert!(WRITE_RUN_BYTES_MAX >= PAGE_SIZE_MAX && WRITE_RUN_BYTES_MAX.is_multiple_of(IO_ALIGN));
+const _: () = assert!(VLOG_POINTER_SIZE <= VALUE_INLINE_MAX_AT_PAGE_SIZE_MIN);
+const _: () = assert!(VLOG_SEGMENT_HEADER_SIZE.is_multiple_of(IO_ALIGN));
+const _: () = assert!(
+    VALUE_SIZE_MAX <= u32::MAX as usize,
+    "value sizes are u32 on disk"
+);
+const _: () = assert!(VLOG_GC_SLICE_BYTES_DEFAULT.is_multiple_of(IO_ALIGN));
+const _: () = assert!(
+    VLOG_BUFFER_BYTES_MAX_DEFAULT >= VALUE_SIZE_MAX + VLOG_RECORD_HEADER_SIZE + KEY_SIZE_MAX
+);

@@ -9,7 +9,12 @@
 //! A checkpoint writes the tree's dirty pages copy-on-write and flips its superblock with the LSN
 //! of the last change it includes; afterwards the WAL segments wholly below that LSN are
 //! recycled. Recovery ([`Shard::open`]) is the newest valid superblock, then WAL redo from the
-//! checkpoint LSN + 1.
+//! checkpoint LSN + 1, then the value log's accounting rebuilt from the tree.
+//!
+//! Values above the inline threshold (`TreeConfig::value_inline_max`, a quarter page by default)
+//! go to the value log ([`vlog`]): the WAL record and the leaf hold a pointer, and the WAL holds
+//! that record back until the value is durable. Garbage collection ([`gc`]) moves live values out
+//! of mostly-dead segments in slices driven by `poll`; a checkpoint then lets them be deleted.
 //!
 //! Invariants:
 //! - Every change in the tree has a WAL record with an LSN <= `wal.next_lsn() - 1`, and the tree
@@ -20,17 +25,24 @@
 //!   names the LSN a reader of a key must wait for.
 //! - After any failed write or sync the shard is failed: every later call returns the first
 //!   error until the shard is reopened (which recovers).
+//! - No WAL record pointing into the value log is written before the value is durable; every
+//!   segment's live bytes equal the bytes of the records the tree points at in it.
 
 pub mod datadir;
+mod gc;
 pub mod record;
 mod ttl;
+pub mod vlog;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_vlog;
 
 use crate::clock::Clock;
+use crate::constants::{VALUE_KIND_POINTER, VALUE_SIZE_MAX};
 use crate::storage::Vfs;
-use crate::tree::{ScanPage, Tree, TreeConfig, TreeError, TreeStats, Value};
+use crate::tree::{ScanPage, ShardMeta, Tree, TreeConfig, TreeError, TreeStats, Value};
 use crate::wal::{Lsn, RecoveryReport, Wal, WalConfig, WalError, WalStats};
 use record::Change;
 use std::collections::{HashMap, VecDeque};
@@ -40,6 +52,8 @@ use std::rc::Rc;
 
 pub use crate::wal::{SyncMode, SyncPolicy};
 pub use ttl::{is_expired, SweepStats, CLOCK_DRIFT_LOG_MS};
+use vlog::ValueLog;
+pub use vlog::{Pointer, VlogConfig, VlogError, VlogStats};
 
 /// Bytes a record costs in the log beyond its payload (header), for checkpoint accounting.
 const RECORD_OVERHEAD_BYTES: u64 = 32;
@@ -47,6 +61,8 @@ const RECORD_OVERHEAD_BYTES: u64 = 32;
 /// Settings of one shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShardConfig {
+    /// The tree; its `value_inline_max` is also the value-log threshold: larger values go to
+    /// the value log.
     pub tree: TreeConfig,
     pub wal: WalConfig,
     /// A checkpoint starts once this many WAL bytes were appended since the last one started.
@@ -62,6 +78,8 @@ pub struct ShardConfig {
     pub sweep_keys_per_step: usize,
     /// Time between two sweeper steps.
     pub sweep_interval_ms: u64,
+    /// The value log and its garbage collection.
+    pub vlog: VlogConfig,
 }
 
 impl ShardConfig {
@@ -79,6 +97,7 @@ impl ShardConfig {
             checkpoint_slice_bytes: 256 << 10,
             sweep_keys_per_step: 256,
             sweep_interval_ms: 100,
+            vlog: VlogConfig::default(),
         }
     }
 
@@ -136,6 +155,22 @@ impl From<TreeError> for ShardError {
     }
 }
 
+impl From<VlogError> for ShardError {
+    fn from(error: VlogError) -> ShardError {
+        match error {
+            VlogError::Busy { .. } => ShardError::Busy {
+                detail: error.to_string(),
+            },
+            VlogError::NoSpace(_) => ShardError::NoSpace {
+                detail: error.to_string(),
+            },
+            other => ShardError::Failed {
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
 impl From<WalError> for ShardError {
     fn from(error: WalError) -> ShardError {
         match error {
@@ -179,6 +214,8 @@ pub struct ShardStats {
     pub deletes: u64,
     /// The expiry sweeper's counters, and the clock drift.
     pub sweep: SweepStats,
+    /// The value log: segments, live and dead bytes, garbage collection.
+    pub vlog: VlogStats,
     pub gets: u64,
     pub scans: u64,
 }
@@ -208,48 +245,74 @@ pub struct Shard<V: Vfs + Clone> {
     stats: ShardStats,
     expiry_clock: ttl::ExpiryClock,
     sweeper: ttl::Sweeper,
+    vlog: ValueLog<V>,
+    gc: gc::Collector,
 }
 
 impl<V: Vfs + Clone> Shard<V> {
     /// Opens the shard stored in `vfs` (its own directory), creating it if the directory holds
-    /// no page file, and recovers: newest valid superblock, then WAL redo.
+    /// no page file, and recovers: newest valid superblock, WAL redo, value-log accounting.
     pub fn open(
         mut vfs: V,
         config: ShardConfig,
         clock: Rc<dyn Clock>,
     ) -> Result<(Shard<V>, OpenReport), ShardError> {
         let open_err = |detail: String| ShardError::Open { detail };
+        config.vlog.validate().map_err(open_err)?;
         let created = !vfs.exists(crate::constants::PAGE_FILE_NAME);
-        let (mut tree, checkpoint_lsn) = if created {
+        let (mut tree, checkpoint_lsn, meta) = if created {
             let segments = vfs.list().map_err(|e| open_err(e.to_string()))?;
-            if segments.iter().any(|name| name.starts_with("wal-")) {
+            if segments
+                .iter()
+                .any(|name| name.starts_with("wal-") || name.starts_with("vlog-"))
+            {
                 return Err(open_err(format!(
-                    "{} holds WAL segments but no page file: the shard's directory is damaged",
+                    "{} holds WAL or value-log segments but no page file: the shard's directory \
+                     is damaged",
                     vfs.location()
                 )));
             }
             let tree = Tree::create(&mut vfs, config.tree.clone());
-            (tree.map_err(|e| open_err(e.to_string()))?, 0)
+            (
+                tree.map_err(|e| open_err(e.to_string()))?,
+                0,
+                ShardMeta::default(),
+            )
         } else {
             let (tree, info) =
                 Tree::open(&mut vfs, config.tree.clone()).map_err(|e| open_err(e.to_string()))?;
-            (tree, info.checkpoint_lsn)
+            (tree, info.checkpoint_lsn, info.meta)
         };
         let replay_from = checkpoint_lsn + 1;
+        let mut redo_pointers = false;
         let (wal, wal_report) = Wal::open(
-            vfs,
+            vfs.clone(),
             clock.clone(),
             config.wal.clone(),
             replay_from,
             |record| {
                 let change = Change::decode(record.record_type, record.payload)
                     .map_err(|e| e.to_string())?;
+                redo_pointers |= matches!(change, Change::PutPointer { .. });
                 apply(&mut tree, change).map_err(|e| e.to_string())
             },
         )
         .map_err(|e| open_err(e.to_string()))?;
+        let (mut vlog, damaged) = ValueLog::open(
+            vfs,
+            config.vlog.clone(),
+            config.shard_id(),
+            config.wal.sync_mode,
+            meta.vlog_segment_next,
+        )
+        .map_err(|e| open_err(e.to_string()))?;
+        if vlog.has_segments() || redo_pointers || meta.vlog_segment_next > 0 {
+            gc::rebuild_accounting(&mut tree, &mut vlog, &damaged).map_err(open_err)?;
+        }
+        let end_lsn = wal.next_lsn() - 1;
+        vlog.retire_dead(end_lsn);
         let now = clock.monotonic_ns();
-        let expiry_clock = ttl::ExpiryClock::new(clock.as_ref(), 0);
+        let expiry_clock = ttl::ExpiryClock::open(clock.as_ref(), &meta, config.shard_id());
         let stats = ShardStats {
             shard_id: config.shard_id(),
             checkpoint_lsn,
@@ -271,6 +334,8 @@ impl<V: Vfs + Clone> Shard<V> {
             stats,
             expiry_clock,
             sweeper: ttl::Sweeper::default(),
+            vlog,
+            gc: gc::Collector::default(),
         };
         let report = OpenReport {
             created,
@@ -281,13 +346,41 @@ impl<V: Vfs + Clone> Shard<V> {
     }
 
     /// The value of `key`, if present and not expired. The caller must not answer before
-    /// [`Shard::read_barrier`] is acknowledged.
+    /// [`Shard::read_barrier`] is acknowledged. A value in the value log costs one read (none
+    /// while it is not yet written).
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Value>, ShardError> {
         self.check_failed()?;
         self.stats.gets += 1;
-        let result = self.tree.get(key);
-        let value = self.check_tree(result)?;
-        Ok(self.unexpired(value))
+        let result = self.tree.get_with(key, |value| {
+            (
+                value.kind,
+                Value {
+                    bytes: value.bytes.to_vec(),
+                    expiry_ms: value.expiry_ms,
+                    version: value.version,
+                },
+            )
+        });
+        let Some((kind, value)) = self.check_tree(result)? else {
+            return Ok(None);
+        };
+        let Some(mut value) = self.unexpired(Some(value)) else {
+            return Ok(None);
+        };
+        if kind == VALUE_KIND_POINTER {
+            value.bytes = self.resolve(key, &value.bytes)?;
+        }
+        Ok(Some(value))
+    }
+
+    /// The value a leaf's pointer bytes name.
+    fn resolve(&mut self, key: &[u8], pointer: &[u8]) -> Result<Vec<u8>, ShardError> {
+        let Some(pointer) = Pointer::decode(pointer) else {
+            let detail = format!("key {key:?} holds a malformed value-log pointer");
+            return Err(self.classify(ShardError::Failed { detail }));
+        };
+        let result = self.vlog.read(key, &pointer);
+        result.map_err(|error| self.classify(ShardError::from(error)))
     }
 
     /// Up to `limit` entries in the range, ascending or descending, resuming after
@@ -307,17 +400,26 @@ impl<V: Vfs + Clone> Shard<V> {
     }
 
     /// Stores `value` under `key` (expiry in wall-clock ms, 0 = none); returns the LSN to wait
-    /// for before acknowledging.
+    /// for before acknowledging. Values above the inline threshold go to the value log.
     pub fn put(&mut self, key: &[u8], value: &[u8], expiry_ms: u64) -> Result<Lsn, ShardError> {
         self.check_failed()?;
         self.check_sizes(key, value)?;
-        let lsn = self.log(Change::Put {
-            key,
-            value,
-            expiry_ms,
-        })?;
-        let result = self.tree.put(key, value, expiry_ms);
-        self.check_tree(result)?;
+        let old = self.pointer_of(key)?;
+        let lsn = if value.len() > self.tree.config().value_inline_max() {
+            self.put_large(key, value, expiry_ms)?
+        } else {
+            let lsn = self.log(Change::Put {
+                key,
+                value,
+                expiry_ms,
+            })?;
+            let result = self.tree.put(key, value, expiry_ms);
+            self.check_tree(result)?;
+            lsn
+        };
+        if let Some(old) = old {
+            self.vlog.release(&old, key.len());
+        }
         self.stats.puts += 1;
         if expiry_ms != 0 {
             self.sweeper.note_expiring_write();
@@ -326,15 +428,54 @@ impl<V: Vfs + Clone> Shard<V> {
         Ok(lsn)
     }
 
+    /// Appends the value to the value log, logs a pointer record and stores the pointer.
+    fn put_large(&mut self, key: &[u8], value: &[u8], expiry_ms: u64) -> Result<Lsn, ShardError> {
+        let result = self.vlog.append(key, value, self.wal.next_lsn());
+        let pointer = result.map_err(|error| self.classify(ShardError::from(error)))?;
+        let encoded = pointer.encode();
+        let logged = self.log(Change::PutPointer {
+            key,
+            pointer: encoded,
+            expiry_ms,
+        });
+        let lsn = match logged {
+            Ok(lsn) => lsn,
+            Err(error) => {
+                self.vlog.unappend(&pointer, key.len());
+                return Err(error);
+            }
+        };
+        let result = self
+            .tree
+            .put_kind(key, VALUE_KIND_POINTER, &encoded, expiry_ms);
+        self.check_tree(result)?;
+        Ok(lsn)
+    }
+
+    /// The value-log pointer `key` holds, if any (expired or not). Free when the shard has no
+    /// value-log segment: then no key holds one.
+    fn pointer_of(&mut self, key: &[u8]) -> Result<Option<Pointer>, ShardError> {
+        if !self.vlog.has_segments() {
+            return Ok(None);
+        }
+        let result = self.tree.get_with(key, |value| {
+            (value.kind == VALUE_KIND_POINTER)
+                .then(|| Pointer::decode(value.bytes))
+                .flatten()
+        });
+        Ok(self.check_tree(result)?.flatten())
+    }
+
     /// Removes `key`; returns whether it was present (and not expired) and the LSN to wait for
     /// before answering (for an absent key: the LSN of the unacknowledged write that made it
     /// absent, if any).
     pub fn delete(&mut self, key: &[u8]) -> Result<(bool, Lsn), ShardError> {
         self.check_failed()?;
         self.check_sizes(key, b"")?;
-        let present = self.tree.get(key);
-        let present = self.check_tree(present)?;
-        if self.unexpired(present).is_none() {
+        let result = self.tree.get_with(key, |value| value.expiry_ms);
+        let expiry = self.check_tree(result)?;
+        let now = self.now_ms();
+        if expiry.is_none_or(|expiry_ms| expiry_ms != 0 && expiry_ms <= now) {
             return Ok((false, self.read_barrier(key).unwrap_or(0)));
         }
         let lsn = self.remove(key)?;
@@ -344,9 +485,13 @@ impl<V: Vfs + Clone> Shard<V> {
 
     /// Logs and applies the removal of `key`, which is in the tree (expired or not).
     fn remove(&mut self, key: &[u8]) -> Result<Lsn, ShardError> {
+        let old = self.pointer_of(key)?;
         let lsn = self.log(Change::Delete { key })?;
         let result = self.tree.delete(key);
         self.check_tree(result)?;
+        if let Some(old) = old {
+            self.vlog.release(&old, key.len());
+        }
         self.remember_unacked(key, lsn);
         Ok(lsn)
     }
@@ -363,6 +508,11 @@ impl<V: Vfs + Clone> Shard<V> {
         self.unacked_order.back().map(|&(lsn, _)| lsn)
     }
 
+    /// The LSN of the last record logged (writes, sweeper deletes and value-log moves).
+    pub fn last_lsn(&self) -> Lsn {
+        self.wal.next_lsn() - 1
+    }
+
     /// Writes with an LSN up to this may be acknowledged under the sync policy.
     pub fn acked_lsn(&self) -> Lsn {
         self.wal.ack_lsn()
@@ -372,17 +522,42 @@ impl<V: Vfs + Clone> Shard<V> {
     /// (beyond what the Storage itself does). Starts a checkpoint when one is due.
     pub fn poll(&mut self) -> Result<(), ShardError> {
         self.check_failed()?;
-        let result = self.wal.poll();
-        self.check_wal(result)?;
+        self.drive_logs()?;
         self.forget_acked();
         self.drive_checkpoint()?;
-        self.sweep_step()
+        self.sweep_step()?;
+        self.gc_step()
     }
 
-    /// True while the log's I/O (a flush, a segment preparation) is on the disk: call `poll`
+    /// Drives the value log's flushes and the WAL's, the WAL held back to the records whose
+    /// values are durable.
+    fn drive_logs(&mut self) -> Result<(), ShardError> {
+        for _ in 0..4 {
+            let result = self.vlog.poll();
+            let progressed = result.map_err(|error| self.classify(ShardError::from(error)))?;
+            self.wal.set_flush_gate(self.vlog.durable_gate());
+            let result = self.wal.poll();
+            self.check_wal(result)?;
+            if !progressed {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes every value and record appended so far durable, blocking on the disk.
+    fn flush_logs_and_wait(&mut self) -> Result<(), ShardError> {
+        let result = self.vlog.flush_and_wait();
+        result.map_err(|error| self.classify(ShardError::from(error)))?;
+        self.wal.set_flush_gate(self.vlog.durable_gate());
+        let result = self.wal.flush_and_wait();
+        self.check_wal(result).map(|_| ())
+    }
+
+    /// True while the logs' I/O (a flush, a segment preparation) is on the disk: call `poll`
     /// again once some I/O completes.
     pub fn io_in_flight(&self) -> bool {
-        self.wal.io_in_flight()
+        self.wal.io_in_flight() || self.vlog.io_in_flight()
     }
 
     /// The latest monotonic time at which `poll` must run again (a group-commit delay, a
@@ -401,6 +576,7 @@ impl<V: Vfs + Clone> Shard<V> {
             self.wal.flush_deadline_ns(),
             checkpoint,
             self.sweeper.deadline_ns(),
+            self.gc_deadline_ns(),
         ]
         .into_iter()
         .flatten()
@@ -431,7 +607,8 @@ impl<V: Vfs + Clone> Shard<V> {
     /// checksums.
     pub fn check_integrity(&mut self) -> Result<(), ShardError> {
         let result = self.tree.check_integrity();
-        self.check_tree(result)
+        self.check_tree(result)?;
+        self.check_vlog_accounting()
     }
 
     pub fn stats(&self) -> ShardStats {
@@ -441,6 +618,7 @@ impl<V: Vfs + Clone> Shard<V> {
         stats.acked_lsn = self.wal.ack_lsn();
         stats.checkpoint_running = self.checkpoint.is_some();
         stats.sweep = self.sweeper.stats.clone();
+        stats.vlog = self.vlog.stats();
         stats
     }
 
@@ -456,7 +634,7 @@ impl<V: Vfs + Clone> Shard<V> {
                 max: key_max,
             });
         }
-        let value_max = self.tree.config().value_inline_max();
+        let value_max = VALUE_SIZE_MAX;
         if value.len() > value_max {
             return Err(ShardError::ValueTooLarge {
                 size: value.len(),
@@ -512,7 +690,13 @@ impl<V: Vfs + Clone> Shard<V> {
     fn start_checkpoint(&mut self) -> Result<(), ShardError> {
         let lsn = self.wal.next_lsn() - 1;
         let now = self.clock.monotonic_ns();
-        let result = self.tree.begin_commit(lsn);
+        let meta = ShardMeta {
+            clock_floor_ms: self.now_ms(),
+            clock_wall_ms: self.clock.wall_ms(),
+            clock_monotonic_ns: now,
+            vlog_segment_next: self.vlog.segment_next(),
+        };
+        let result = self.tree.begin_commit_with(lsn, meta);
         self.check_tree(result)?;
         self.checkpoint = Some(RunningCheckpoint {
             lsn,
@@ -560,8 +744,7 @@ impl<V: Vfs + Clone> Shard<V> {
             return Ok(());
         };
         let lsn = running.lsn;
-        let result = self.wal.flush_and_wait();
-        self.check_wal(result)?;
+        self.flush_logs_and_wait()?;
         loop {
             let result = self.tree.commit_step(usize::MAX);
             if self.check_tree(result)? {
@@ -580,6 +763,13 @@ impl<V: Vfs + Clone> Shard<V> {
         self.stats.last_checkpoint_ns = elapsed;
         let result = self.wal.release_below(running.lsn + 1);
         let released = self.check_wal(result)?;
+        let result = self.vlog.delete_retired(running.lsn);
+        let deleted = result.map_err(|error| self.classify(ShardError::from(error)))?;
+        tracing::debug!(
+            shard = self.config.shard_id(),
+            deleted,
+            "value-log segments deleted"
+        );
         tracing::debug!(
             shard = self.config.shard_id(),
             lsn = running.lsn,
@@ -627,5 +817,19 @@ fn apply<F: crate::storage::Storage>(
             expiry_ms,
         } => tree.put(key, value, expiry_ms).map(|_| ()),
         Change::Delete { key } => tree.delete(key).map(|_| ()),
+        Change::PutPointer {
+            key,
+            pointer,
+            expiry_ms,
+        } => tree
+            .put_kind(key, VALUE_KIND_POINTER, &pointer, expiry_ms)
+            .map(|_| ()),
+        Change::Move { key, from, to } => {
+            let holds_from = |value: crate::tree::ValueRef<'_>| {
+                value.kind == VALUE_KIND_POINTER && value.bytes == from
+            };
+            tree.replace_if(key, holds_from, VALUE_KIND_POINTER, &to)
+                .map(|_| ())
+        }
     }
 }

@@ -9,8 +9,15 @@
 //! |---|---|---|
 //! | 1 | Put | key length u16, expiry ms u64 (0 = none), key, value (the rest) |
 //! | 2 | Delete | key length u16, key |
+//! | 3 | PutPointer | key length u16, expiry ms u64 (0 = none), pointer (24 bytes), key |
+//! | 4 | Move | key length u16, from pointer (24 bytes), to pointer (24 bytes), key |
 //!
-//! Type 0 is reserved by the WAL; types 3 and up are reserved for transactions and TTL sweeps.
+//! A PutPointer is a put of a value stored in the value log: the record carries the pointer
+//! (segment, offset, length, checksum; docs/format.md), not the value, and is written only once
+//! the value is durable in the log. A Move is garbage collection relocating a value: redo
+//! applies it only if the key still holds exactly the `from` pointer, and keeps the key's
+//! version and expiry. Type 0 is reserved by the WAL; types 5 and up are reserved for
+//! transactions.
 
 use std::fmt;
 
@@ -18,9 +25,18 @@ use std::fmt;
 pub const RECORD_PUT: u8 = 1;
 /// Record type of a delete.
 pub const RECORD_DELETE: u8 = 2;
+/// Record type of a put whose value is in the value log.
+pub const RECORD_PUT_POINTER: u8 = 3;
+/// Record type of a value-log move (garbage collection).
+pub const RECORD_MOVE: u8 = 4;
 
 const PUT_HEADER_BYTES: usize = 2 + 8;
 const DELETE_HEADER_BYTES: usize = 2;
+const POINTER_BYTES: usize = VLOG_POINTER_SIZE;
+const PUT_POINTER_HEADER_BYTES: usize = 2 + 8 + POINTER_BYTES;
+const MOVE_HEADER_BYTES: usize = 2 + 2 * POINTER_BYTES;
+
+use crate::constants::VLOG_POINTER_SIZE;
 
 /// One logged change, borrowed from the record's bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +48,16 @@ pub enum Change<'a> {
     },
     Delete {
         key: &'a [u8],
+    },
+    PutPointer {
+        key: &'a [u8],
+        pointer: [u8; VLOG_POINTER_SIZE],
+        expiry_ms: u64,
+    },
+    Move {
+        key: &'a [u8],
+        from: [u8; VLOG_POINTER_SIZE],
+        to: [u8; VLOG_POINTER_SIZE],
     },
 }
 
@@ -59,6 +85,8 @@ impl Change<'_> {
         match self {
             Change::Put { .. } => RECORD_PUT,
             Change::Delete { .. } => RECORD_DELETE,
+            Change::PutPointer { .. } => RECORD_PUT_POINTER,
+            Change::Move { .. } => RECORD_MOVE,
         }
     }
 
@@ -81,6 +109,24 @@ impl Change<'_> {
             Change::Delete { key } => {
                 let key_len = u16::try_from(key.len()).expect("key length fits u16");
                 out.extend_from_slice(&key_len.to_le_bytes());
+                out.extend_from_slice(key);
+            }
+            Change::PutPointer {
+                key,
+                pointer,
+                expiry_ms,
+            } => {
+                let key_len = u16::try_from(key.len()).expect("key length fits u16");
+                out.extend_from_slice(&key_len.to_le_bytes());
+                out.extend_from_slice(&expiry_ms.to_le_bytes());
+                out.extend_from_slice(pointer);
+                out.extend_from_slice(key);
+            }
+            Change::Move { key, from, to } => {
+                let key_len = u16::try_from(key.len()).expect("key length fits u16");
+                out.extend_from_slice(&key_len.to_le_bytes());
+                out.extend_from_slice(from);
+                out.extend_from_slice(to);
                 out.extend_from_slice(key);
             }
         }
@@ -122,6 +168,40 @@ impl Change<'_> {
                 }
                 Ok(Change::Delete { key })
             }
+            RECORD_PUT_POINTER => {
+                let key_len = key_len(payload)?;
+                let header = payload
+                    .get(..PUT_POINTER_HEADER_BYTES)
+                    .ok_or(err("shorter than its header"))?;
+                let key = &payload[PUT_POINTER_HEADER_BYTES..];
+                if key.len() != key_len {
+                    return Err(err("key length disagrees with the payload"));
+                }
+                Ok(Change::PutPointer {
+                    key,
+                    expiry_ms: u64::from_le_bytes(header[2..10].try_into().expect("8 bytes")),
+                    pointer: header[10..].try_into().expect("pointer bytes"),
+                })
+            }
+            RECORD_MOVE => {
+                let key_len = key_len(payload)?;
+                let header = payload
+                    .get(..MOVE_HEADER_BYTES)
+                    .ok_or(err("shorter than its header"))?;
+                let key = &payload[MOVE_HEADER_BYTES..];
+                if key.len() != key_len {
+                    return Err(err("key length disagrees with the payload"));
+                }
+                Ok(Change::Move {
+                    key,
+                    from: header[2..2 + POINTER_BYTES]
+                        .try_into()
+                        .expect("pointer bytes"),
+                    to: header[2 + POINTER_BYTES..]
+                        .try_into()
+                        .expect("pointer bytes"),
+                })
+            }
             _ => Err(err("unknown record type (written by a newer jube?)")),
         }
     }
@@ -153,6 +233,16 @@ mod tests {
             },
             Change::Delete { key: b"gone" },
             Change::Delete { key: b"" },
+            Change::PutPointer {
+                key: b"big",
+                pointer: [7; VLOG_POINTER_SIZE],
+                expiry_ms: 9,
+            },
+            Change::Move {
+                key: b"moved",
+                from: [1; VLOG_POINTER_SIZE],
+                to: [2; VLOG_POINTER_SIZE],
+            },
         ];
         for change in changes {
             change.encode(&mut buf);
@@ -178,5 +268,10 @@ mod tests {
         assert!(Change::decode(RECORD_PUT, &[5, 0, 0, 0, 0, 0, 0, 0, 0, 0, b'a']).is_err());
         assert!(Change::decode(RECORD_DELETE, &[2, 0, b'a']).is_err());
         assert!(Change::decode(9, &[]).is_err());
+        for len in 0..80 {
+            let payload = vec![3u8; len];
+            let _ = Change::decode(RECORD_PUT_POINTER, &payload);
+            let _ = Change::decode(RECORD_MOVE, &payload);
+        }
     }
 }

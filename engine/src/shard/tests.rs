@@ -4,7 +4,11 @@
 //! tiny pages, a cache of a few pages and tiny WAL segments, so that splits, merges, evictions,
 //! spills, group commits, segment rollovers and checkpoints happen all the time. Random puts,
 //! deletes, gets, scans, polls, clock advances and checkpoint requests run against a `BTreeMap`
-//! model. Crashes come two ways: a power cut scheduled a random number of disk operations ahead
+//! model. A tenth of the values are large (up to 20 KB) and the inline threshold is 200 bytes,
+//! so most values live in a value log of 32 KiB segments, whose garbage collection runs at every
+//! poll in 8 KiB slices: overwrites and deletes make garbage, GC moves values and deletes
+//! segments after checkpoints, and crashes land in the middle of all of it. Crashes come two
+//! ways: a power cut scheduled a random number of disk operations ahead
 //! (so it lands inside a group commit, between a write and its sync, during a rollover, inside a
 //! checkpoint slice or during recovery itself), and an immediate crash between two operations.
 //! Each crash then tears, drops, garbles or keeps every unsynced write.
@@ -13,7 +17,8 @@
 //! - the recovered shard ends its log at some LSN k with `acked <= k <= issued`: every
 //!   acknowledged write survived, nothing was invented;
 //! - its contents equal the model after exactly the writes 1..=k (a prefix: no holes);
-//! - `check_integrity` passes.
+//! - `check_integrity` passes (the tree, and the value log's live-byte counts against the
+//!   pointers in the tree).
 //!
 //! Between crashes, every get and scan must equal the model (the shard serves its in-memory
 //! state). A failing run prints its seed; `JUBE_SEED=N` replays one seed, `JUBE_SEEDS=N` runs N
@@ -49,6 +54,11 @@ fn small_config() -> ShardConfig {
     config.checkpoint_dirty_bytes = 8 * 4096;
     config.checkpoint_interval_ms = 50;
     config.checkpoint_slice_bytes = 2 * 4096;
+    config.tree.value_inline_max = Some(200);
+    config.vlog.segment_bytes = 32 * 1024;
+    config.vlog.gc_slice_bytes = 8 * 1024;
+    config.vlog.gc_interval_ms = 0;
+    config.vlog.gc_garbage_percent = 30;
     config
 }
 
@@ -59,14 +69,21 @@ struct Harness {
     clock: ManualClock,
     config: ShardConfig,
     shard: Option<Shard<SimVfs>>,
-    /// The model at LSN `base_lsn`, and the writes logged after it, in LSN order.
+    /// The model at LSN `base_lsn`, and the writes logged after it with their LSNs, in order.
+    /// LSNs may skip: value-log moves are records that change no value.
     base: BTreeMap<Vec<u8>, Vec<u8>>,
     base_lsn: Lsn,
-    history: Vec<Write>,
+    history: Vec<(Lsn, Write)>,
+    /// The highest LSN the shard has handed out (writes and moves).
+    issued_max: Lsn,
     /// The model after every write so far (issued, acknowledged or not).
     current: BTreeMap<Vec<u8>, Vec<u8>>,
     acked_max: Lsn,
     recoveries: u64,
+    /// Value-log work seen across incarnations: GC runs, bytes moved, segments deleted.
+    gc_runs: u64,
+    gc_bytes_moved: u64,
+    segments_deleted: u64,
 }
 
 impl Harness {
@@ -82,9 +99,13 @@ impl Harness {
             base: BTreeMap::new(),
             base_lsn: 0,
             history: Vec::new(),
+            issued_max: 0,
             current: BTreeMap::new(),
             acked_max: 0,
             recoveries: 0,
+            gc_runs: 0,
+            gc_bytes_moved: 0,
+            segments_deleted: 0,
         };
         harness.recover();
         harness
@@ -94,13 +115,15 @@ impl Harness {
         self.shard.as_mut().expect("the shard is open")
     }
 
-    fn issued(&self) -> Lsn {
-        self.base_lsn + self.history.len() as Lsn
+    /// The LSN of the last put or delete (moves excluded).
+    fn last_write_lsn(&self) -> Lsn {
+        self.history.last().map_or(self.base_lsn, |(lsn, _)| *lsn)
     }
 
     fn note_acks(&mut self) {
         if let Some(shard) = &self.shard {
             self.acked_max = self.acked_max.max(shard.acked_lsn());
+            self.issued_max = self.issued_max.max(shard.last_lsn());
         }
     }
 
@@ -113,7 +136,11 @@ impl Harness {
     }
 
     fn value(&mut self) -> Vec<u8> {
-        let len = self.rng.gen_range(0..=300);
+        let len = if self.rng.gen_bool(0.1) {
+            self.rng.gen_range(1_000..=20_000)
+        } else {
+            self.rng.gen_range(0..=300)
+        };
         let fill = self.rng.gen::<u8>();
         vec![fill; len]
     }
@@ -177,13 +204,12 @@ impl Harness {
     fn put(&mut self) -> Result<(), ShardError> {
         let (key, value) = (self.key(), self.value());
         let lsn = self.with_retry(|shard| shard.put(&key, &value, 0))?;
-        assert_eq!(
-            lsn,
-            self.issued() + 1,
-            "seed {}: LSNs are contiguous",
+        assert!(
+            lsn > self.last_write_lsn(),
+            "seed {}: LSNs increase",
             self.seed
         );
-        self.history.push(Write::Put(key.clone(), value.clone()));
+        self.history.push((lsn, Write::Put(key.clone(), value.clone())));
         self.current.insert(key, value);
         Ok(())
     }
@@ -198,13 +224,12 @@ impl Harness {
             self.seed
         );
         if present {
-            assert_eq!(
-                lsn,
-                self.issued() + 1,
-                "seed {}: LSNs are contiguous",
+            assert!(
+                lsn > self.last_write_lsn(),
+                "seed {}: LSNs increase",
                 self.seed
             );
-            self.history.push(Write::Delete(key.clone()));
+            self.history.push((lsn, Write::Delete(key.clone())));
             self.current.remove(&key);
         }
         Ok(())
@@ -262,6 +287,12 @@ impl Harness {
     /// itself) and checks the invariants in the module doc.
     fn crash_and_recover(&mut self) {
         self.note_acks();
+        if let Some(shard) = &self.shard {
+            let vlog = shard.stats().vlog;
+            self.gc_runs += vlog.gc_runs;
+            self.gc_bytes_moved += vlog.gc_bytes_moved;
+            self.segments_deleted += vlog.segments_deleted;
+        }
         self.shard = None;
         self.disk.crash();
         self.recover();
@@ -298,16 +329,16 @@ impl Harness {
 
     fn check_recovered(&mut self) {
         let seed = self.seed;
+        let issued = self.issued_max.max(self.last_write_lsn());
         let shard = self.shard.as_mut().expect("open");
         let end = shard.stats().wal.next_lsn - 1;
-        let issued = self.base_lsn + self.history.len() as Lsn;
         assert!(
             self.acked_max <= end && end <= issued,
             "seed {seed}: recovered to LSN {end}, but {} were acknowledged and {issued} issued",
             self.acked_max
         );
-        let keep = usize::try_from(end - self.base_lsn).expect("small");
-        for write in self.history.drain(..keep) {
+        let keep = self.history.partition_point(|(lsn, _)| *lsn <= end);
+        for (_, write) in self.history.drain(..keep) {
             match write {
                 Write::Put(key, value) => {
                     self.base.insert(key, value);
@@ -319,6 +350,7 @@ impl Harness {
         }
         self.history.clear();
         self.base_lsn = end;
+        self.issued_max = end;
         self.current = self.base.clone();
         self.acked_max = end;
         if let Err(error) = shard.check_integrity() {
@@ -339,7 +371,8 @@ impl Harness {
     }
 }
 
-fn run_seed(seed: u64, steps: usize) -> u64 {
+/// Runs one seed; returns (recoveries, GC runs, GC bytes moved, segments deleted).
+fn run_seed(seed: u64, steps: usize) -> (u64, u64, u64, u64) {
     let mut harness = Harness::new(seed);
     for _ in 0..steps {
         if !harness.step() {
@@ -347,7 +380,12 @@ fn run_seed(seed: u64, steps: usize) -> u64 {
         }
     }
     harness.crash_and_recover();
-    harness.recoveries
+    (
+        harness.recoveries,
+        harness.gc_runs,
+        harness.gc_bytes_moved,
+        harness.segments_deleted,
+    )
 }
 
 fn seeds() -> Vec<u64> {
@@ -368,10 +406,18 @@ fn seeds() -> Vec<u64> {
 fn model_with_crashes_anywhere() {
     for seed in seeds() {
         eprintln!("shard model: seed {seed} (replay with JUBE_SEED={seed})");
-        let recoveries = run_seed(seed, 10_000);
+        let (recoveries, gc_runs, moved, deleted) = run_seed(seed, 10_000);
+        eprintln!(
+            "  {recoveries} recoveries, {gc_runs} GC runs, {moved} bytes moved, {deleted} \
+             segments deleted"
+        );
         assert!(
             recoveries > 5,
             "seed {seed}: only {recoveries} recoveries: the test lost its teeth"
+        );
+        assert!(
+            gc_runs > 0 && moved > 0 && deleted > 0,
+            "seed {seed}: value-log GC never ran to the end: the test lost its teeth"
         );
     }
 }
@@ -452,7 +498,7 @@ fn input_limits_are_errors_that_change_nothing() {
         shard.put(&long_key, b"v", 0),
         Err(ShardError::KeyTooLarge { .. })
     ));
-    let big = vec![0; shard.config().tree.value_inline_max() + 1];
+    let big = vec![0; crate::constants::VALUE_SIZE_MAX + 1];
     assert!(matches!(
         shard.put(b"k", &big, 0),
         Err(ShardError::ValueTooLarge { .. })

@@ -7,8 +7,13 @@
 //! does not resurrect keys and one set forward does not expire them early; the difference
 //! between the wall clock and the shard's time is reported as drift, and logged when it passes
 //! [`CLOCK_DRIFT_LOG_MS`]. The shard's time also never goes below `floor_ms`, the newest time
-//! it has known (recorded at each checkpoint), so even a restart under a wall clock set back
-//! keeps expired keys expired.
+//! it has known: every checkpoint persists the calibration (the shard's time, the raw wall
+//! clock and the monotonic clock at that instant) in the superblock, and open starts from
+//! `max(wall clock, persisted shard time)` ([`ExpiryClock::open`]), so a restart under a wall
+//! clock set back keeps what had expired by the last checkpoint expired. A wall clock ahead of
+//! the persisted time at open is adopted (downtime and a jump look the same from here) and the
+//! gap is logged; while running, a forward jump changes nothing (the shard follows the
+//! monotonic clock) and only shows as drift.
 //!
 //! An expired key reads as absent everywhere from the moment it expires, swept or not: `get`,
 //! `scan` and `delete` filter it. The sweeper then removes expired keys for good, a bounded
@@ -17,8 +22,9 @@
 
 use super::{Shard, ShardError};
 use crate::clock::Clock;
+use crate::constants::VALUE_KIND_POINTER;
 use crate::storage::Vfs;
-use crate::tree::Value;
+use crate::tree::{ScanEntry, ShardMeta, Value};
 use std::ops::Bound;
 
 /// Drift between the wall clock and the shard's time beyond which the shard logs a warning.
@@ -55,6 +61,25 @@ impl ExpiryClock {
             floor_ms,
             drift_logged: false,
         }
+    }
+
+    /// Calibrates at open from the superblock's persisted calibration `meta` (all zero for a
+    /// new shard or a format-1 file): time starts at the wall clock, but never below the
+    /// shard's time at its last checkpoint.
+    pub fn open(clock: &dyn Clock, meta: &ShardMeta, shard_id: u32) -> ExpiryClock {
+        let floor = meta.clock_floor_ms;
+        let wall = clock.wall_ms();
+        if floor != 0 && wall >= floor {
+            let gap_ms = wall - floor;
+            let drift_then_ms = i128::from(meta.clock_wall_ms) - i128::from(floor);
+            tracing::info!(
+                shard = shard_id,
+                gap_ms,
+                drift_at_checkpoint_ms = i64::try_from(drift_then_ms).unwrap_or(i64::MAX),
+                "expiry clock resumes at the wall clock, ahead of the last checkpoint's time"
+            );
+        }
+        ExpiryClock::new(clock, floor)
     }
 
     /// The shard's time in wall-clock ms.
@@ -143,7 +168,8 @@ impl<V: Vfs + Clone> Shard<V> {
         value.filter(|v| !is_expired(v, now))
     }
 
-    /// Scans like the tree, without expired entries, still returning up to `limit` of them.
+    /// Scans like the tree, without expired entries, still returning up to `limit` of them,
+    /// with values in the value log read back (one read each).
     pub(super) fn scan_unexpired(
         &mut self,
         start: Bound<&[u8]>,
@@ -153,28 +179,47 @@ impl<V: Vfs + Clone> Shard<V> {
         continuation: Option<&[u8]>,
     ) -> Result<crate::tree::ScanPage, ShardError> {
         let now = self.now_ms();
-        let mut page = crate::tree::ScanPage {
-            entries: Vec::new(),
-            continuation: None,
-        };
+        let mut entries: Vec<(u8, ScanEntry)> = Vec::new();
         let mut resume = continuation.map(<[u8]>::to_vec);
-        loop {
-            let wanted = limit - page.entries.len();
-            let result = self
-                .tree
-                .scan(start, end, wanted, reverse, resume.as_deref());
-            let next = self.check_tree(result)?;
-            page.entries.extend(
-                next.entries
-                    .into_iter()
-                    .filter(|e| !is_expired(&e.value, now)),
+        let continuation = loop {
+            let wanted = limit - entries.len();
+            let result = self.tree.scan_visit(
+                start,
+                end,
+                wanted,
+                reverse,
+                resume.as_deref(),
+                |key, value| {
+                    if value.expiry_ms != 0 && value.expiry_ms <= now {
+                        return;
+                    }
+                    let entry = ScanEntry {
+                        key: key.to_vec(),
+                        value: Value {
+                            bytes: value.bytes.to_vec(),
+                            expiry_ms: value.expiry_ms,
+                            version: value.version,
+                        },
+                    };
+                    entries.push((value.kind, entry));
+                },
             );
-            resume = next.continuation;
-            if resume.is_none() || page.entries.len() >= limit {
-                page.continuation = resume;
-                return Ok(page);
+            resume = self.check_tree(result)?;
+            if resume.is_none() || entries.len() >= limit {
+                break resume;
             }
+        };
+        let mut page = crate::tree::ScanPage {
+            entries: Vec::with_capacity(entries.len()),
+            continuation,
+        };
+        for (kind, mut entry) in entries {
+            if kind == VALUE_KIND_POINTER {
+                entry.value.bytes = self.resolve(&entry.key, &entry.value.bytes)?;
+            }
+            page.entries.push(entry);
         }
+        Ok(page)
     }
 
     /// One bounded step of the sweeper, at most every `sweep_interval_ms`: examines up to

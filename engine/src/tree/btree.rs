@@ -99,17 +99,24 @@ impl<F: Storage> Tree<F> {
         Err(self.corrupt(format!("no leaf within the tree height {}", self.height)))
     }
 
+    /// Stores the record; `keep_version` re-stores a key under the version it has (a value-log
+    /// move), otherwise the key gets the next version.
     pub(super) fn put_inner(
         &mut self,
         key: &[u8],
+        kind: u8,
         value: &[u8],
         expiry_ms: u64,
+        keep_version: Option<u64>,
     ) -> Result<PutOutcome> {
         let path = self.descend_for_write(key)?;
         let leaf = *path.ids.last().expect("path ends at a leaf");
-        let version = self.version_last + 1;
-        self.version_last = version;
+        let version = keep_version.unwrap_or_else(|| {
+            self.version_last += 1;
+            self.version_last
+        });
         let rec = LeafRecord {
+            kind,
             key,
             value,
             expiry_ms,

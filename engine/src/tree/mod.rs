@@ -1,7 +1,10 @@
 //! One shard's B+tree over its page file: the public face of the pager, cache and tree code.
 //!
 //! Keys are byte strings in lexicographic order; each key maps to a [`Value`] (inline bytes, an
-//! expiry timestamp the tree stores but does not interpret, and a per-key version). Changes live
+//! expiry timestamp the tree stores but does not interpret, and a per-key version). A value may
+//! instead be a value-log pointer (kind `VALUE_KIND_POINTER`, see [`Tree::put_kind`]), which the
+//! tree stores as 24 opaque bytes; [`Tree::get`] and [`Tree::scan`] return stored bytes as they
+//! are, and the shard resolves pointers through `get_with` / `scan_visit`. Changes live
 //! in the page cache until a commit makes them durable (see [`Tree::begin_commit`]); the WAL issue
 //! makes every acknowledged write durable through its own log and uses commits as checkpoints.
 //!
@@ -24,11 +27,12 @@ pub use config::{TreeConfig, TreeStats};
 pub use error::{Result, TreeError};
 pub use scan::{ScanEntry, ScanPage, ValueRef};
 
-use crate::constants::{KEY_SIZE_MAX, PAGE_FILE_NAME, TREE_HEIGHT_MAX};
+use crate::constants::{KEY_SIZE_MAX, PAGE_FILE_NAME, TREE_HEIGHT_MAX, VLOG_POINTER_SIZE};
 use crate::storage::{OpenMode, Storage, Vfs};
 use page::{PageId, PageType};
 use pager::Pager;
 use std::collections::HashSet;
+pub use superblock::ShardMeta;
 use superblock::Superblock;
 
 /// A stored value and its metadata.
@@ -60,6 +64,8 @@ pub struct OpenInfo {
     pub key_count: u64,
     pub tree_height: u32,
     pub page_count: u64,
+    /// What the shard stored with the checkpoint (zero for a format-1 file).
+    pub meta: ShardMeta,
 }
 
 /// One shard's tree.
@@ -96,6 +102,7 @@ impl<F: Storage> Tree<F> {
             key_count: 0,
             checkpoint_lsn: 0,
             version_last: 0,
+            meta: ShardMeta::default(),
         };
         let mut pager = Pager::new(file, &config, blank);
         let root = pager.new_page(PageType::Leaf, 0)?;
@@ -170,6 +177,7 @@ impl<F: Storage> Tree<F> {
             key_count: sb.key_count,
             tree_height: sb.tree_height,
             page_count: sb.page_count,
+            meta: sb.meta,
         };
         Ok((tree, info))
     }
@@ -245,6 +253,7 @@ impl<F: Storage> Tree<F> {
                 return Ok(page::search(page, key).ok().map(|index| {
                     let rec = page::leaf_record(page, index);
                     read(ValueRef {
+                        kind: rec.kind,
                         bytes: rec.value,
                         expiry_ms: rec.expiry_ms,
                         version: rec.version,
@@ -258,16 +267,67 @@ impl<F: Storage> Tree<F> {
 
     /// Stores `value` under `key` with expiry `expiry_ms` (0 = none).
     pub fn put(&mut self, key: &[u8], value: &[u8], expiry_ms: u64) -> Result<PutOutcome> {
+        self.put_kind(key, page::VALUE_KIND_INLINE, value, expiry_ms)
+    }
+
+    /// Stores `bytes` of value kind `kind` under `key`: an inline value, or an encoded value-log
+    /// pointer of exactly `VLOG_POINTER_SIZE` bytes.
+    pub fn put_kind(
+        &mut self,
+        key: &[u8],
+        kind: u8,
+        bytes: &[u8],
+        expiry_ms: u64,
+    ) -> Result<PutOutcome> {
         self.pager.check_usable()?;
         Self::check_key(key)?;
         let max = self.config.value_inline_max();
-        if value.len() > max {
+        if bytes.len() > max {
             return Err(TreeError::ValueTooLarge {
-                size: value.len(),
+                size: bytes.len(),
                 max,
             });
         }
-        let result = self.put_inner(key, value, expiry_ms);
+        assert!(
+            kind == page::VALUE_KIND_INLINE
+                || (kind == page::VALUE_KIND_POINTER && bytes.len() == VLOG_POINTER_SIZE),
+            "put of value kind {kind} with {} bytes",
+            bytes.len()
+        );
+        self.write_record(key, kind, bytes, expiry_ms, None)
+    }
+
+    /// Replaces the value of `key` with `bytes` of kind `kind`, keeping its expiry and version,
+    /// if `matches` accepts the value it holds now. Returns whether it did. A value-log move:
+    /// the value is the same, only where it lives changed, so the version (what WATCH and
+    /// conditional writes compare) must not change.
+    pub fn replace_if(
+        &mut self,
+        key: &[u8],
+        matches: impl FnOnce(ValueRef<'_>) -> bool,
+        kind: u8,
+        bytes: &[u8],
+    ) -> Result<bool> {
+        let found = self.get_with(key, |value| {
+            matches(value).then_some((value.expiry_ms, value.version))
+        })?;
+        let Some(Some((expiry_ms, version))) = found else {
+            return Ok(false);
+        };
+        assert!(bytes.len() <= self.config.value_inline_max());
+        self.write_record(key, kind, bytes, expiry_ms, Some(version))
+            .map(|_| true)
+    }
+
+    fn write_record(
+        &mut self,
+        key: &[u8],
+        kind: u8,
+        bytes: &[u8],
+        expiry_ms: u64,
+        keep_version: Option<u64>,
+    ) -> Result<PutOutcome> {
+        let result = self.put_inner(key, kind, bytes, expiry_ms, keep_version);
         self.pager.release_pins();
         if let Err(err) = &result {
             // A read error half-way through a split or merge leaves a half-applied change.
@@ -294,6 +354,13 @@ impl<F: Storage> Tree<F> {
     /// Starts a commit of everything changed so far, recording `checkpoint_lsn` in the new
     /// superblock. Later changes go to the next epoch; `commit_step` writes this one.
     pub fn begin_commit(&mut self, checkpoint_lsn: u64) -> Result<()> {
+        let meta = self.pager.durable().meta;
+        self.begin_commit_with(checkpoint_lsn, meta)
+    }
+
+    /// [`Tree::begin_commit`], storing `meta` (the shard's clock calibration and value-log head)
+    /// in the new superblock.
+    pub fn begin_commit_with(&mut self, checkpoint_lsn: u64, meta: ShardMeta) -> Result<()> {
         let sb = Superblock {
             page_size: 0,
             generation: 0,
@@ -304,6 +371,7 @@ impl<F: Storage> Tree<F> {
             key_count: self.key_count,
             checkpoint_lsn,
             version_last: self.version_last,
+            meta,
         };
         self.pager.begin_commit(sb)
     }

@@ -68,6 +68,9 @@ fn bound_key(bound: Bound<&[u8]>) -> Option<&[u8]> {
 /// A value borrowed from a page during [`Tree::scan_visit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ValueRef<'a> {
+    /// `VALUE_KIND_INLINE`: `bytes` is the value; `VALUE_KIND_POINTER`: `bytes` is an encoded
+    /// value-log pointer, which the shard resolves.
+    pub kind: u8,
     pub bytes: &'a [u8],
     pub expiry_ms: u64,
     pub version: u64,
@@ -201,6 +204,7 @@ fn scan_leaf(buf: &[u8], walk: &mut Walk<'_, '_>) {
         let rec = page::leaf_record(buf, index);
         debug_assert!(walk.range.above_start(rec.key) && walk.range.below_end(rec.key));
         let value = ValueRef {
+            kind: rec.kind,
             bytes: rec.value,
             expiry_ms: rec.expiry_ms,
             version: rec.version,

@@ -5,11 +5,14 @@
 //! the new one is synced. Open takes the valid slot with the highest generation.
 //!
 //! Invariants: the CRC32C in the last four bytes covers every other byte of the slot, so a torn or
-//! mixed write (new sectors next to old ones) fails it; reserved bytes are zero in format 1; the
-//! page size is a power of two within the format's limits.
+//! mixed write (new sectors next to old ones) fails it; reserved bytes are zero; the page size is
+//! a power of two within the format's limits. Format 1 slots (no clock calibration, no value
+//! log) still decode: their calibration and value-log fields were reserved zero bytes, and zero
+//! is what "never calibrated, no value log" means. Every slot written is format 2.
 
 use crate::constants::{
-    FORMAT_VERSION, PAGE_SIZE_MAX, PAGE_SIZE_MIN, SUPERBLOCK_SIZE, TREE_HEIGHT_MAX,
+    FORMAT_VERSION, FORMAT_VERSION_MIN, PAGE_SIZE_MAX, PAGE_SIZE_MIN, SUPERBLOCK_SIZE,
+    TREE_HEIGHT_MAX,
 };
 use crate::tree::page::PageId;
 
@@ -29,13 +32,21 @@ pub mod field {
     pub const KEY_COUNT: usize = 48;
     pub const CHECKPOINT_LSN: usize = 56;
     pub const VERSION_LAST: usize = 64;
-    /// Reserved for the TTL clock calibration (wall ms, monotonic ns) and the value-log head.
-    pub const RESERVED: usize = 72;
+    /// The shard's expiry time (wall-clock ms) when the checkpoint began: the floor below which
+    /// its time never goes again (format 2; zero in format 1).
+    pub const CLOCK_FLOOR_MS: usize = 72;
+    /// The raw wall clock at the same instant; its difference to the floor is the drift then.
+    pub const CLOCK_WALL_MS: usize = 80;
+    /// The monotonic clock at the same instant (ns; its origin is per process).
+    pub const CLOCK_MONOTONIC_NS: usize = 88;
+    /// The value-log head: the id the next new value-log segment gets (ids never repeat).
+    pub const VLOG_SEGMENT_NEXT: usize = 96;
+    pub const RESERVED: usize = 104;
     pub const RESERVED_END: usize = super::SUPERBLOCK_SIZE - 4;
     pub const CRC: usize = super::SUPERBLOCK_SIZE - 4;
 
     /// Every field with its offset, for the format-table test.
-    pub const OFFSETS: [(&str, usize); 13] = [
+    pub const OFFSETS: [(&str, usize); 17] = [
         ("magic", MAGIC),
         ("format_version", FORMAT_VERSION),
         ("page_size", PAGE_SIZE),
@@ -47,6 +58,10 @@ pub mod field {
         ("key_count", KEY_COUNT),
         ("checkpoint_lsn", CHECKPOINT_LSN),
         ("version_last", VERSION_LAST),
+        ("clock_floor_ms", CLOCK_FLOOR_MS),
+        ("clock_wall_ms", CLOCK_WALL_MS),
+        ("clock_monotonic_ns", CLOCK_MONOTONIC_NS),
+        ("vlog_segment_next", VLOG_SEGMENT_NEXT),
         ("reserved", RESERVED),
         ("crc32c", CRC),
     ];
@@ -69,6 +84,18 @@ pub struct Superblock {
     pub checkpoint_lsn: u64,
     /// The last per-key version handed out, so versions never repeat across restarts.
     pub version_last: u64,
+    /// What the shard above the tree persists with each checkpoint (zero in format 1).
+    pub meta: ShardMeta,
+}
+
+/// Fields the tree stores in its superblock for the shard, without interpreting them: the TTL
+/// clock calibration and the value-log head (docs/format.md, "Superblock").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardMeta {
+    pub clock_floor_ms: u64,
+    pub clock_wall_ms: u64,
+    pub clock_monotonic_ns: u64,
+    pub vlog_segment_next: u64,
 }
 
 impl Superblock {
@@ -87,6 +114,12 @@ impl Superblock {
         out[field::KEY_COUNT..][..8].copy_from_slice(&self.key_count.to_le_bytes());
         out[field::CHECKPOINT_LSN..][..8].copy_from_slice(&self.checkpoint_lsn.to_le_bytes());
         out[field::VERSION_LAST..][..8].copy_from_slice(&self.version_last.to_le_bytes());
+        let meta = &self.meta;
+        out[field::CLOCK_FLOOR_MS..][..8].copy_from_slice(&meta.clock_floor_ms.to_le_bytes());
+        out[field::CLOCK_WALL_MS..][..8].copy_from_slice(&meta.clock_wall_ms.to_le_bytes());
+        out[field::CLOCK_MONOTONIC_NS..][..8]
+            .copy_from_slice(&meta.clock_monotonic_ns.to_le_bytes());
+        out[field::VLOG_SEGMENT_NEXT..][..8].copy_from_slice(&meta.vlog_segment_next.to_le_bytes());
         let crc = crc32c::crc32c(&out[..field::CRC]);
         out[field::CRC..].copy_from_slice(&crc.to_le_bytes());
         debug_assert_eq!(Superblock::decode(out).as_ref(), Ok(self));
@@ -112,12 +145,19 @@ impl Superblock {
             ));
         }
         let version = u32_at(field::FORMAT_VERSION);
-        if version != FORMAT_VERSION {
+        if !(FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&version) {
             return Err(format!(
-                "format version {version}; this build reads version {FORMAT_VERSION}"
+                "format version {version}; this build reads versions {FORMAT_VERSION_MIN} to \
+                 {FORMAT_VERSION}"
             ));
         }
-        if buf[field::RESERVED..field::RESERVED_END]
+        // Format 1 reserved everything after `version_last`; format 2 uses the first fields.
+        let reserved_from = if version == 1 {
+            field::CLOCK_FLOOR_MS
+        } else {
+            field::RESERVED
+        };
+        if buf[reserved_from..field::RESERVED_END]
             .iter()
             .any(|&b| b != 0)
         {
@@ -133,6 +173,12 @@ impl Superblock {
             key_count: u64_at(field::KEY_COUNT),
             checkpoint_lsn: u64_at(field::CHECKPOINT_LSN),
             version_last: u64_at(field::VERSION_LAST),
+            meta: ShardMeta {
+                clock_floor_ms: u64_at(field::CLOCK_FLOOR_MS),
+                clock_wall_ms: u64_at(field::CLOCK_WALL_MS),
+                clock_monotonic_ns: u64_at(field::CLOCK_MONOTONIC_NS),
+                vlog_segment_next: u64_at(field::VLOG_SEGMENT_NEXT),
+            },
         };
         sb.check_fields()?;
         Ok(sb)
@@ -198,6 +244,12 @@ mod tests {
             key_count: 99,
             checkpoint_lsn: 1234,
             version_last: 555,
+            meta: ShardMeta {
+                clock_floor_ms: 1_700_000_000_000,
+                clock_wall_ms: 1_700_000_000_500,
+                clock_monotonic_ns: 42,
+                vlog_segment_next: 3,
+            },
         }
     }
 
@@ -220,6 +272,31 @@ mod tests {
             );
             buf[at] ^= 0x5a;
         }
+    }
+
+    #[test]
+    fn format_1_slots_still_decode_with_zero_meta() {
+        let mut buf = vec![0u8; SUPERBLOCK_SIZE];
+        let v1 = Superblock {
+            meta: ShardMeta::default(),
+            ..sample(5)
+        };
+        v1.encode(&mut buf);
+        buf[field::FORMAT_VERSION..][..4].copy_from_slice(&1u32.to_le_bytes());
+        let crc = crc32c::crc32c(&buf[..field::CRC]);
+        buf[field::CRC..].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Superblock::decode(&buf), Ok(v1));
+        // A format-1 slot with bytes in what was then reserved is damaged, not format 2.
+        buf[field::VLOG_SEGMENT_NEXT] = 1;
+        let crc = crc32c::crc32c(&buf[..field::CRC]);
+        buf[field::CRC..].copy_from_slice(&crc.to_le_bytes());
+        assert!(Superblock::decode(&buf).is_err());
+        buf[field::VLOG_SEGMENT_NEXT] = 0;
+        buf[field::FORMAT_VERSION..][..4].copy_from_slice(&3u32.to_le_bytes());
+        let crc = crc32c::crc32c(&buf[..field::CRC]);
+        buf[field::CRC..].copy_from_slice(&crc.to_le_bytes());
+        let error = Superblock::decode(&buf).expect_err("version 3 is refused");
+        assert!(error.contains("format version 3"), "{error}");
     }
 
     #[test]

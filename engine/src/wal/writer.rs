@@ -93,6 +93,8 @@ pub struct Wal<V: Vfs, C: Clock> {
     durable_lsn: Lsn,
     /// `flush` asked for every record up to this LSN to be flushed without delay.
     flush_requested_lsn: Lsn,
+    /// No record above this LSN may be written yet (see [`Wal::set_flush_gate`]).
+    flush_gate: Lsn,
     staged: VecDeque<Batch>,
     staged_bytes: usize,
     /// Where the next batch starts when nothing is staged: (segment, block-aligned offset).
@@ -166,6 +168,7 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
             written_lsn: next_lsn - 1,
             durable_lsn: next_lsn - 1,
             flush_requested_lsn: 0,
+            flush_gate: Lsn::MAX,
             staged: VecDeque::new(),
             staged_bytes: 0,
             tail: (seq, SEGMENT_HEADER_BYTES as u64),
@@ -292,6 +295,26 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
         self.flush_requested_lsn = self.next_lsn - 1;
     }
 
+    /// Holds back every record above `lsn`: a flush starts only when all its records are at or
+    /// below the gate. The shard uses it to write a record that points into the value log only
+    /// after the value it points at is durable. A batch held back stops taking records, so the
+    /// records behind the gate wait for one value-log sync, not for a stream of them.
+    pub fn set_flush_gate(&mut self, lsn: Lsn) {
+        self.flush_gate = lsn;
+        if let Some(front) = self.staged.front_mut() {
+            if front.last_lsn > lsn {
+                front.closed = true;
+            }
+        }
+    }
+
+    /// Whether the gate holds back the oldest staged batch.
+    fn gated(&self) -> bool {
+        self.staged
+            .front()
+            .is_some_and(|front| front.last_lsn > self.flush_gate)
+    }
+
     /// Reaps completions, advances the flush in flight and the next segment's preparation, and
     /// starts a flush when one is due. Never blocks (unless the Storage itself does). Returns
     /// the poisoning error once a write or sync has failed.
@@ -340,6 +363,10 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
                     return Ok(());
                 }
                 self.check_writable()?;
+                assert!(
+                    !self.gated(),
+                    "flush_and_wait behind a flush gate: open the gate first"
+                );
                 panic!(
                     "the WAL waits for nothing: no flush in flight and no segment being prepared"
                 );
@@ -483,6 +510,9 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
         let Some(front) = self.staged.front() else {
             return false;
         };
+        if self.gated() {
+            return false;
+        }
         if front.closed || front.first_lsn <= self.flush_requested_lsn {
             return true;
         }
@@ -500,7 +530,7 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
     /// the clock). While a flush is in flight the next one waits for its completion, not for a
     /// time, so there is no deadline: an owner that polled on a past deadline would spin.
     pub fn flush_deadline_ns(&self) -> Option<u64> {
-        if self.flight.is_some() {
+        if self.flight.is_some() || self.gated() {
             return None;
         }
         let front = self.staged.front()?;

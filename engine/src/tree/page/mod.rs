@@ -10,13 +10,15 @@
 //! - type, format version, page id and level agree with where the page was found;
 //! - `HEADER + 2*count <= heap_start <= page_size`, every record lies inside `[heap_start, page_size)`
 //!   and `sum(record sizes) + garbage == page_size - heap_start`;
-//! - keys are strictly increasing; leaf values are inline and a branch's children are not `NO_PAGE`;
+//! - keys are strictly increasing; a leaf value is inline, or (format 2) a value-log pointer of
+//!   exactly `VLOG_POINTER_SIZE` bytes; a branch's children are not `NO_PAGE`;
 //! - the free space between the slot array and the heap is zero.
 
 use crate::constants::{
-    BRANCH_RECORD_HEADER_SIZE, FORMAT_VERSION, KEY_SIZE_MAX, LEAF_RECORD_HEADER_SIZE,
-    PAGE_HEADER_SIZE, SLOT_SIZE,
+    BRANCH_RECORD_HEADER_SIZE, FORMAT_VERSION, FORMAT_VERSION_MIN, KEY_SIZE_MAX,
+    LEAF_RECORD_HEADER_SIZE, PAGE_HEADER_SIZE, SLOT_SIZE, VLOG_POINTER_SIZE,
 };
+pub use crate::constants::{VALUE_KIND_INLINE, VALUE_KIND_POINTER};
 use std::cmp::Ordering;
 
 /// A page's number: page `id` lives at `PAGES_OFFSET + id * page_size` in the page file.
@@ -31,10 +33,6 @@ pub enum PageType {
     Leaf = 1,
     Branch = 2,
 }
-
-/// How a leaf stores its value (byte 0 of a leaf record). Only `Inline` exists in format 1; the
-/// value-log issue adds a pointer kind.
-pub const VALUE_KIND_INLINE: u8 = 0;
 
 mod off {
     pub const CRC: usize = 0;
@@ -377,6 +375,8 @@ pub fn branch_record_child(rec: &[u8]) -> PageId {
 /// A leaf record's fields, borrowed from the page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeafRecord<'a> {
+    /// [`VALUE_KIND_INLINE`] or [`VALUE_KIND_POINTER`].
+    pub kind: u8,
     pub key: &'a [u8],
     pub value: &'a [u8],
     pub expiry_ms: u64,
@@ -386,7 +386,14 @@ pub struct LeafRecord<'a> {
 impl LeafRecord<'_> {
     pub fn encode(&self) -> Vec<u8> {
         let mut rec = vec![0u8; LEAF_RECORD_HEADER_SIZE];
-        rec[0] = VALUE_KIND_INLINE;
+        assert!(
+            self.kind == VALUE_KIND_INLINE
+                || (self.kind == VALUE_KIND_POINTER && self.value.len() == VLOG_POINTER_SIZE),
+            "leaf record of value kind {} with {} value bytes",
+            self.kind,
+            self.value.len()
+        );
+        rec[0] = self.kind;
         put_u16(
             &mut rec,
             2,
@@ -409,6 +416,7 @@ impl LeafRecord<'_> {
         let key_size = get_u16(rec, 2) as usize;
         let key_end = LEAF_RECORD_HEADER_SIZE + key_size;
         LeafRecord {
+            kind: rec[0],
             key: &rec[LEAF_RECORD_HEADER_SIZE..key_end],
             value: &rec[key_end..],
             expiry_ms: get_u64(rec, 8),
@@ -422,8 +430,11 @@ pub fn leaf_record(buf: &[u8], index: usize) -> LeafRecord<'_> {
     LeafRecord::parse(record(buf, index))
 }
 
-/// Computes and stores the CRC32C of the page (everything after the CRC field).
+/// Computes and stores the CRC32C of the page (everything after the CRC field). Every page
+/// written is stamped with the current format version: a format-1 page copied on write becomes
+/// a format-2 page (whose leaves may then hold value-log pointers).
 pub fn seal(buf: &mut [u8]) {
+    buf[off::VERSION] = FORMAT_VERSION as u8;
     let crc = crc32c::crc32c(&buf[off::CRC + 4..]);
     put_u32(buf, off::CRC, crc);
 }
@@ -453,10 +464,10 @@ fn validate_header(buf: &[u8], expected_id: PageId) -> Result<(), String> {
     if page_type != PageType::Leaf as u8 && page_type != PageType::Branch as u8 {
         return Err(format!("unknown page type {page_type}"));
     }
-    if u32::from(buf[off::VERSION]) != FORMAT_VERSION {
+    let version = u32::from(buf[off::VERSION]);
+    if !(FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&version) {
         return Err(format!(
-            "format version {} (this build reads {FORMAT_VERSION})",
-            buf[off::VERSION]
+            "format version {version} (this build reads {FORMAT_VERSION_MIN} to {FORMAT_VERSION})"
         ));
     }
     if page_id(buf) != expected_id {
@@ -525,12 +536,17 @@ fn validate_records(buf: &[u8]) -> Result<(), String> {
                 "record {index} has a key of {key_size} bytes (max {KEY_SIZE_MAX})"
             ));
         }
-        if leaf && (buf[at] != VALUE_KIND_INLINE || buf[at + 1] != 0) {
-            return Err(format!(
-                "record {index} has value kind {} flags {}",
-                buf[at],
-                buf[at + 1]
-            ));
+        if leaf {
+            let (kind, flags) = (buf[at], buf[at + 1]);
+            let value_size = get_u32(buf, at + 4) as usize;
+            let pointer_ok = kind == VALUE_KIND_POINTER
+                && buf[off::VERSION] >= 2
+                && value_size == VLOG_POINTER_SIZE;
+            if (kind != VALUE_KIND_INLINE && !pointer_ok) || flags != 0 {
+                return Err(format!(
+                    "record {index} has value kind {kind} flags {flags} value size {value_size}"
+                ));
+            }
         }
         if !leaf && get_u64(buf, at) == NO_PAGE {
             return Err(format!("branch record {index} has no child"));

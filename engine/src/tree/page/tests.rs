@@ -6,6 +6,7 @@ fn leaf_with(keys: &[&[u8]]) -> Vec<u8> {
     init(&mut buf, PageType::Leaf, 0, 7);
     for (i, key) in keys.iter().enumerate() {
         let rec = LeafRecord {
+            kind: VALUE_KIND_INLINE,
             key,
             value: b"value",
             expiry_ms: i as u64,
@@ -84,6 +85,7 @@ fn remove_and_reinsert_reuses_space_by_compaction() {
     loop {
         let key = format!("key{n:04}");
         let rec = LeafRecord {
+            kind: VALUE_KIND_INLINE,
             key: key.as_bytes(),
             value: &value,
             expiry_ms: 0,
@@ -102,6 +104,7 @@ fn remove_and_reinsert_reuses_space_by_compaction() {
     // Free one record in the middle (garbage), then an equal one must fit again after compaction.
     remove_record(&mut buf, n / 2);
     let rec = LeafRecord {
+        kind: VALUE_KIND_INLINE,
         key: b"key0000x",
         value: &value,
         expiry_ms: 0,
