@@ -7,6 +7,12 @@
 use jube_protocol::constants::{FRAME_PREFIX_SIZE, FRAME_SIZE_MAX, PIPELINE_DEPTH_MAX};
 use std::time::Duration;
 
+/// Longest value the server takes, from either front end: the protocol's `VALUE_SIZE_MAX` (and so
+/// the RESP `BULK_SIZE_MAX`), 16 MiB. The engine must store every such value (values above a
+/// quarter page go to its value log), which the check below holds it to: a value the wire allows
+/// never fails in the engine for its size.
+pub const VALUE_SIZE_MAX: usize = jube_protocol::constants::VALUE_SIZE_MAX;
+
 /// Bytes asked of the socket per receive. 64 KiB holds hundreds of small requests, so a pipelined
 /// client's burst is decoded in one pass, and a connection's idle cost stays small.
 pub const RECV_CHUNK_SIZE: usize = 64 * 1024;
@@ -105,6 +111,8 @@ const _: () = assert!(READ_BUFFER_SIZE_MAX > FRAME_PREFIX_SIZE + FRAME_SIZE_MAX)
 const _: () = assert!(OUTPUT_BUFFER_SIZE_MAX >= RECV_CHUNK_SIZE);
 const _: () = assert!(SCAN_REPLY_SIZE_MAX < FRAME_SIZE_MAX);
 const _: () = assert!(MESH_BATCH_CALLS_MAX >= 1 && MESH_RECV_BATCH_MAX >= 1);
+const _: () = assert!(VALUE_SIZE_MAX <= jube_engine::constants::VALUE_SIZE_MAX);
+const _: () = assert!(VALUE_SIZE_MAX == jube_protocol::resp::constants::BULK_SIZE_MAX);
 // A frame of the largest size fits each budget, so waiting for budget always ends.
 const _: () = assert!(LARGE_INPUT_BYTES_PER_CORE_MAX >= FRAME_PREFIX_SIZE + FRAME_SIZE_MAX);
 const _: () = assert!(LARGE_OUTPUT_BYTES_PER_CORE_MAX >= FRAME_PREFIX_SIZE + FRAME_SIZE_MAX);
