@@ -103,8 +103,15 @@ impl ClientError {
     }
 }
 
-/// Bytes asked of the socket per read.
+/// Bytes asked of the socket per read while no frame of known larger size
+/// is awaited.
 const READ_CHUNK_SIZE: usize = 64 * 1024;
+
+/// Capacity the read and write buffers keep between requests; a large frame
+/// (a 16 MiB value) grows them to its size once, and they shrink back to this
+/// after it, so that one large value does not pin its memory for the life
+/// of the connection.
+const BUFFER_RETAINED_SIZE: usize = 4 * READ_CHUNK_SIZE;
 
 /// A connection to a jube server. See the module docs.
 #[derive(Debug)]
@@ -118,8 +125,12 @@ pub struct Client {
     ready: VecDeque<Response>,
     /// Encoded requests not yet written.
     write_buf: Vec<u8>,
-    /// Bytes read and not yet decoded.
+    /// Bytes read: `read_buf[read_start..read_end]` is not yet decoded; the
+    /// rest is initialised space to read into (so a large frame's space is
+    /// zeroed once, not at every read).
     read_buf: Vec<u8>,
+    read_start: usize,
+    read_end: usize,
     broken: bool,
 }
 
@@ -183,6 +194,8 @@ impl Client {
             ready: VecDeque::new(),
             write_buf: Vec::new(),
             read_buf: Vec::new(),
+            read_start: 0,
+            read_end: 0,
             broken: false,
         })
     }
@@ -317,7 +330,12 @@ impl Client {
             let response = self.read_response()?;
             self.ready.push_back(response);
         }
-        self.write_buf.extend_from_slice(&frame);
+        if self.write_buf.is_empty() {
+            // A large value is not copied a second time.
+            self.write_buf = frame;
+        } else {
+            self.write_buf.extend_from_slice(&frame);
+        }
         self.pending.push_back((request.id, request.op.kind()));
         // Never 0: 0 is the "unknown request" id.
         self.id_next = self.id_next.checked_add(1).unwrap_or(1);
@@ -335,6 +353,7 @@ impl Client {
             .write_all(&self.write_buf)
             .and_then(|()| self.stream.flush());
         self.write_buf.clear();
+        self.write_buf.shrink_to(BUFFER_RETAINED_SIZE);
         result.map_err(|error| self.fail(ClientError::Io(error)))
     }
 
@@ -382,12 +401,16 @@ impl Client {
             None => return Err(ClientError::NothingInFlight),
         };
         let response = loop {
-            match decode_response(&self.read_buf) {
+            let unread = self
+                .read_buf
+                .get(self.read_start..self.read_end)
+                .unwrap_or_default();
+            match decode_response(unread) {
                 Decoded::Frame { len, message } => {
-                    self.read_buf.drain(..len);
+                    self.consume(len);
                     break message;
                 }
-                Decoded::NeedMore(_) => self.read_more()?,
+                Decoded::NeedMore(count) => self.read_more(count)?,
                 Decoded::Error(error) => {
                     return Err(self.fail(ClientError::Protocol(format!(
                         "bad response frame: {error}"
@@ -421,36 +444,54 @@ impl Client {
         Ok(response)
     }
 
-    fn read_more(&mut self) -> Result<(), ClientError> {
-        let start = self.read_buf.len();
-        self.read_buf.resize(start + READ_CHUNK_SIZE, 0);
+    /// Drops `count` decoded bytes; shrinks the buffer back after a large
+    /// frame.
+    fn consume(&mut self, count: usize) {
+        self.read_start += count;
+        assert!(self.read_start <= self.read_end, "consumed more than read");
+        if self.read_start == self.read_end {
+            self.read_start = 0;
+            self.read_end = 0;
+            if self.read_buf.len() > BUFFER_RETAINED_SIZE {
+                self.read_buf.truncate(BUFFER_RETAINED_SIZE);
+                self.read_buf.shrink_to_fit();
+            }
+        }
+    }
+
+    /// Reads at least one byte of the `missing` bytes the frame being
+    /// decoded still lacks, making room for all of them first.
+    fn read_more(&mut self, missing: usize) -> Result<(), ClientError> {
+        let want = missing.max(READ_CHUNK_SIZE);
+        if self.read_buf.len() - self.read_end < want {
+            // Move the unread bytes to the front, then grow once to fit.
+            self.read_buf.copy_within(self.read_start..self.read_end, 0);
+            self.read_end -= self.read_start;
+            self.read_start = 0;
+            if self.read_buf.len() < self.read_end + want {
+                self.read_buf.resize(self.read_end + want, 0);
+            }
+        }
         let result = loop {
             match self
                 .stream
-                .read(self.read_buf.get_mut(start..).unwrap_or_default())
+                .read(self.read_buf.get_mut(self.read_end..).unwrap_or_default())
             {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 other => break other,
             }
         };
         match result {
-            Ok(0) => {
-                self.read_buf.truncate(start);
-                Err(self.fail(ClientError::Closed))
-            }
+            Ok(0) => Err(self.fail(ClientError::Closed)),
             Ok(count) => {
-                self.read_buf.truncate(start + count);
+                self.read_end += count;
                 Ok(())
             }
-            Err(error) => {
-                self.read_buf.truncate(start);
-                Err(self.fail(ClientError::Io(error)))
-            }
+            Err(error) => Err(self.fail(ClientError::Io(error))),
         }
     }
 }
 
-/// A depth outside the range is a bug in the caller's configuration.
 fn assert_pipeline_depth(options: &ClientOptions) {
     assert!(
         (1..=PIPELINE_DEPTH_MAX).contains(&options.pipeline_depth),

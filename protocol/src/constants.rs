@@ -22,12 +22,15 @@ pub const FILE_IDENTIFIER: &str = "JUBE";
 pub const FRAME_PREFIX_SIZE: usize = 4;
 
 /// Largest FlatBuffer (the bytes after the length prefix) either side sends.
-/// Why 4 MiB: it holds one Put of the largest key and value with room to
-/// spare, while a server can afford a read buffer of this size for each of
-/// thousands of connections without running out of memory. A larger prefix
-/// gets `FrameTooLarge` and the connection is closed, because the stream
-/// cannot be resynchronised without reading the whole claimed frame.
-pub const FRAME_SIZE_MAX: usize = 4 * 1024 * 1024;
+/// Why `VALUE_SIZE_MAX` plus 1 MiB (17 MiB): it holds one Put of the largest
+/// key and value, and one Get answer of the largest value, with room for a
+/// batch's keys beside it. A server does not keep a buffer of this size per
+/// connection: it buffers a frame above its small-frame size only after
+/// reserving its bytes from a per-core budget (docs/protocol.md, "Large
+/// frames"). A larger prefix gets `FrameTooLarge` and the connection is
+/// closed, because the stream cannot be resynchronised without reading the
+/// whole claimed frame.
+pub const FRAME_SIZE_MAX: usize = VALUE_SIZE_MAX + 1024 * 1024;
 
 /// Longest key, in bytes (`KeyTooLarge`). Why 1 KiB: B+tree pages must hold
 /// several keys for fan-out, and keys are copied into every index level, so
@@ -35,11 +38,13 @@ pub const FRAME_SIZE_MAX: usize = 4 * 1024 * 1024;
 /// path-like keys in practice.
 pub const KEY_SIZE_MAX: usize = 1024;
 
-/// Longest value, in bytes (`ValueTooLarge`). Why 1 MiB: large enough for
-/// documents and small blobs, small enough that one value never dominates a
-/// frame, a WAL segment, or the page cache; bigger objects belong in a blob
-/// store with their key here.
-pub const VALUE_SIZE_MAX: usize = 1024 * 1024;
+/// Longest value, in bytes (`ValueTooLarge`). Why 16 MiB: the engine stores
+/// values above a quarter page in its value log, whose records hold up to
+/// this much; 16 MiB covers documents, images and small blobs, while one
+/// value still moves through a server in milliseconds and a handful of them
+/// fit each core's large-frame budget. Bigger objects belong in a blob store
+/// with their key here. Redis's `proto-max-bulk-len` is 512 MiB.
+pub const VALUE_SIZE_MAX: usize = 16 * 1024 * 1024;
 
 /// Most keys in one MultiGet or entries in one MultiPut (`TooManyItems`).
 /// Why 1024: a batch fans out to every shard; bounding it bounds the memory
@@ -86,8 +91,11 @@ pub const TXN_ITEMS_MAX: usize = BATCH_ITEMS_MAX;
 /// Most bytes of keys and values (assertion keys and expected values, op
 /// keys and put values) one Txn carries (`TooManyItems`). Why 2 MiB: a
 /// shard logs its part of a transaction as one WAL record, which must fit
-/// the WAL's buffer with room for other writers; 2 MiB holds one maximal
-/// value plus many small ones, and keeps the request well inside a frame.
+/// the WAL's buffer with room for other writers; the engine stores a
+/// transaction's values inline (at most a quarter page: 1 KiB at the default
+/// 4 KiB pages; larger values are refused in a transaction and go through
+/// single puts), so 2 MiB holds a full batch of them, and keeps the request
+/// well inside a frame.
 pub const TXN_SIZE_MAX: usize = 2 * 1024 * 1024;
 
 /// Verifier: deepest nesting of tables. Our deepest message today is
@@ -131,7 +139,9 @@ const _: () = assert!(VERIFIER_APPARENT_SIZE_MAX >= FRAME_SIZE_MAX);
 // structure per assertion and op) and passes the verifier's table count.
 const _: () = assert!(TXN_SIZE_MAX + TXN_ITEMS_MAX * PUT_OVERHEAD_SIZE_MAX / 4 <= FRAME_SIZE_MAX);
 const _: () = assert!(TXN_ITEMS_MAX + 4 <= VERIFIER_TABLES_MAX);
-// A transaction holds at least one maximal value.
-const _: () = assert!(TXN_SIZE_MAX >= KEY_SIZE_MAX + VALUE_SIZE_MAX);
+// A transaction holds at least one maximal value the engine accepts in a
+// transaction: values there are stored inline, at most a quarter of the
+// largest page (64 KiB), while larger values go through single puts.
+const _: () = assert!(TXN_SIZE_MAX >= KEY_SIZE_MAX + 16 * 1024);
 // 100 years in nanoseconds still fits in a u64 deadline.
 const _: () = assert!(TTL_MS_MAX.checked_mul(1_000_000).is_some());

@@ -21,7 +21,7 @@ use crate::constants::{
     VERIFIER_APPARENT_SIZE_MAX, VERIFIER_DEPTH_MAX, VERIFIER_TABLES_MAX,
 };
 use crate::generated::jube::wire as fb;
-use crate::message::{Failure, Request, Response, Status};
+use crate::message::{Failure, Operation, Request, Response, Status};
 
 /// What `decode_request` / `decode_response` found at the start of a buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,16 +247,27 @@ pub fn decode_response(buf: &[u8]) -> Decoded<Response> {
     }
 }
 
-fn finish(fbb: FlatBufferBuilder<'_>) -> Result<Vec<u8>, EncodeError> {
+/// The finished frame of `fbb`: its builder's buffer and the offset where
+/// the frame starts in it (the builder writes from the back).
+fn finish_in_place(fbb: FlatBufferBuilder<'_>) -> Result<(Vec<u8>, usize), EncodeError> {
     let (buffer, head) = fbb.collapse();
-    let mut frame = buffer;
-    frame.drain(..head);
-    let payload_len = frame.len() - FRAME_PREFIX_SIZE;
+    let payload_len = buffer.len() - head - FRAME_PREFIX_SIZE;
     if payload_len > FRAME_SIZE_MAX {
         return Err(EncodeError::FrameTooLarge { len: payload_len });
     }
+    Ok((buffer, head))
+}
+
+fn finish(fbb: FlatBufferBuilder<'_>) -> Result<Vec<u8>, EncodeError> {
+    let (mut frame, head) = finish_in_place(fbb)?;
+    frame.drain(..head);
     Ok(frame)
 }
+
+/// Bytes of a request's frame beyond its keys and values, to size the
+/// builder's first allocation; a `Put` of a 16 MiB value is then built
+/// without regrowing (and recopying) its buffer.
+const REQUEST_OVERHEAD_SIZE: usize = 256;
 
 /// Encodes `request` as one frame. Does not validate limits other than the
 /// frame size: call `Request::validate` first (the client does).
@@ -271,7 +282,15 @@ pub fn encode_request_with_version(
     request: &Request,
     version: u16,
 ) -> Result<Vec<u8>, EncodeError> {
-    let mut fbb = FlatBufferBuilder::with_capacity(256);
+    let data_size = match &request.op {
+        Operation::Put(entry) => entry.key.len() + entry.value.len(),
+        Operation::MultiPut { entries } => entries
+            .iter()
+            .map(|entry| entry.key.len() + entry.value.len() + REQUEST_OVERHEAD_SIZE)
+            .sum(),
+        _ => 0,
+    };
+    let mut fbb = FlatBufferBuilder::with_capacity(REQUEST_OVERHEAD_SIZE + data_size);
     codec::build_request(&mut fbb, request, version);
     finish(fbb)
 }
@@ -280,7 +299,17 @@ pub fn encode_request_with_version(
 /// `MESSAGE_SIZE_MAX` bytes. If the reply is too large for a frame, the
 /// server should answer `Status::FrameTooLarge` instead.
 pub fn encode_response(response: &Response) -> Result<Vec<u8>, EncodeError> {
-    let mut fbb = FlatBufferBuilder::with_capacity(256);
+    let mut fbb = FlatBufferBuilder::with_capacity(response.encoded_size_max());
     codec::build_response(&mut fbb, response, PROTOCOL_VERSION);
     finish(fbb)
+}
+
+/// As `encode_response`, without moving the frame to the front of its
+/// buffer: the frame is `buffer[offset..]`. A server sends a large response
+/// from there, saving a copy of its value. The buffer's length is at most
+/// `Response::encoded_size_max` when that bound held.
+pub fn encode_response_in_place(response: &Response) -> Result<(Vec<u8>, usize), EncodeError> {
+    let mut fbb = FlatBufferBuilder::with_capacity(response.encoded_size_max());
+    codec::build_response(&mut fbb, response, PROTOCOL_VERSION);
+    finish_in_place(fbb)
 }

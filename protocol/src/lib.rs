@@ -42,8 +42,8 @@ pub mod generated;
 
 pub use client::{Client, ClientError, ClientOptions};
 pub use frame::{
-    decode_request, decode_response, encode_request, encode_response, DecodeError, Decoded,
-    EncodeError,
+    decode_request, decode_response, encode_request, encode_response, encode_response_in_place,
+    DecodeError, Decoded, EncodeError,
 };
 pub use message::{
     Assertion, Check, CheckpointReply, CompareOp, Entry, Failure, Get, GetReply, InfoReply,

@@ -13,8 +13,8 @@ use std::fmt;
 use std::ops::Bound;
 
 use crate::constants::{
-    BATCH_ITEMS_MAX, CONTINUATION_SIZE_MAX, KEY_SIZE_MAX, SCAN_LIMIT_MAX, TTL_MS_MAX,
-    TXN_ITEMS_MAX, TXN_SIZE_MAX, VALUE_SIZE_MAX,
+    BATCH_ITEMS_MAX, CONTINUATION_SIZE_MAX, KEY_SIZE_MAX, MESSAGE_SIZE_MAX, SCAN_LIMIT_MAX,
+    TTL_MS_MAX, TXN_ITEMS_MAX, TXN_SIZE_MAX, VALUE_SIZE_MAX,
 };
 
 /// The status of a response. Codes are the schema's `Status` enum
@@ -656,6 +656,99 @@ impl Response {
             request_id,
             outcome: Err(Failure::new(status, message)),
         }
+    }
+
+    /// An upper bound on the size of this response's frame (prefix
+    /// included), as `encode_response` builds it: the bytes of its keys,
+    /// values and strings plus a generous allowance for each FlatBuffers
+    /// table (vtable, fields, alignment) and vector (length, padding). A
+    /// server reserves this much of its reply budget before it encodes a
+    /// large response, and the encoder sizes its buffer with it so that a
+    /// 16 MiB value is copied once, not regrown. A test checks the bound
+    /// against encoded responses.
+    pub fn encoded_size_max(&self) -> usize {
+        /// Frame prefix, root offset, identifier, the `Response` table and
+        /// its vtable, and the result table: all fixed-size fields.
+        const ENVELOPE_SIZE_MAX: usize = 256;
+        /// One table with its vtable and alignment padding.
+        const TABLE_SIZE_MAX: usize = 96;
+        /// One vector or string's length, terminator and padding.
+        const VECTOR_OVERHEAD_MAX: usize = 16;
+        let body = match &self.outcome {
+            Err(failure) => failure.message.len().min(MESSAGE_SIZE_MAX) + VECTOR_OVERHEAD_MAX,
+            Ok(Reply::Ping | Reply::Put | Reply::Delete | Reply::MultiPut) => 0,
+            Ok(Reply::Checkpoint(_)) => 0,
+            Ok(Reply::Get(reply)) => reply.value.len() + VECTOR_OVERHEAD_MAX,
+            Ok(Reply::Txn(TxnOutcome::Committed(results))) => {
+                VECTOR_OVERHEAD_MAX
+                    + results
+                        .iter()
+                        .map(|result| {
+                            TABLE_SIZE_MAX
+                                + 4
+                                + match result {
+                                    TxnOpResult::Read(Some(reply)) => {
+                                        TABLE_SIZE_MAX + reply.value.len() + VECTOR_OVERHEAD_MAX
+                                    }
+                                    _ => 0,
+                                }
+                        })
+                        .sum::<usize>()
+            }
+            Ok(Reply::Txn(
+                TxnOutcome::AssertionFailed { detail, .. } | TxnOutcome::OpFailed { detail, .. },
+            )) => TABLE_SIZE_MAX + detail.len().min(MESSAGE_SIZE_MAX) + VECTOR_OVERHEAD_MAX,
+            Ok(Reply::MultiGet { values }) => {
+                VECTOR_OVERHEAD_MAX
+                    + values
+                        .iter()
+                        .map(|value| {
+                            TABLE_SIZE_MAX
+                                + 4
+                                + value
+                                    .as_ref()
+                                    .map_or(0, |value| value.len() + VECTOR_OVERHEAD_MAX)
+                        })
+                        .sum::<usize>()
+            }
+            Ok(Reply::Scan(reply)) => {
+                2 * VECTOR_OVERHEAD_MAX
+                    + reply.continuation.as_ref().map_or(0, Vec::len)
+                    + reply
+                        .entries
+                        .iter()
+                        .map(|entry| {
+                            TABLE_SIZE_MAX
+                                + 4
+                                + entry.key.len()
+                                + entry.value.len()
+                                + 2 * VECTOR_OVERHEAD_MAX
+                        })
+                        .sum::<usize>()
+            }
+            Ok(Reply::Info(reply)) => {
+                2 * VECTOR_OVERHEAD_MAX
+                    + reply.server_version.len()
+                    + reply
+                        .sections
+                        .iter()
+                        .map(|section| {
+                            TABLE_SIZE_MAX
+                                + 4
+                                + 2 * VECTOR_OVERHEAD_MAX
+                                + section.name.len()
+                                + section
+                                    .metrics
+                                    .iter()
+                                    .map(|metric| {
+                                        TABLE_SIZE_MAX + 4 + VECTOR_OVERHEAD_MAX + metric.name.len()
+                                    })
+                                    .sum::<usize>()
+                        })
+                        .sum::<usize>()
+            }
+        };
+        ENVELOPE_SIZE_MAX + body
     }
 
     /// `Status::Ok` for a reply, else the failure's status.

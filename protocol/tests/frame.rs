@@ -13,9 +13,9 @@ use jube_protocol::constants::{
 use jube_protocol::frame::encode_request_with_version;
 use jube_protocol::generated::jube::wire as fb;
 use jube_protocol::{
-    decode_request, decode_response, encode_request, encode_response, CheckpointReply, DecodeError,
-    Decoded, EncodeError, Entry, Get, GetReply, InfoReply, InfoSection, Metric, Operation, Reply,
-    Request, Response, Scan, ScanReply, Status,
+    decode_request, decode_response, encode_request, encode_response, encode_response_in_place,
+    CheckpointReply, DecodeError, Decoded, EncodeError, Entry, Get, GetReply, InfoReply,
+    InfoSection, Metric, Operation, Reply, Request, Response, Scan, ScanReply, Status,
 };
 use proptest::prelude::*;
 
@@ -709,6 +709,10 @@ proptest! {
     #[test]
     fn response_encode_decode_is_identity(response in response()) {
         let frame = encode_response(&response).unwrap();
+        // The bound a server reserves before encoding a large response holds.
+        prop_assert!(frame.len() <= response.encoded_size_max(), "{} > bound", frame.len());
+        let (buffer, offset) = encode_response_in_place(&response).unwrap();
+        prop_assert_eq!(&buffer[offset..], &frame[..]);
         prop_assert_eq!(decode_response(&frame), Decoded::Frame { len: frame.len(), message: response });
     }
 

@@ -6,7 +6,7 @@
 //! `encode_command` wrote gives the words back, using all of the bytes.
 
 use jube_protocol::resp::frame::{
-    decode, decode_with, encode_command, split_inline, Decoded, Limits, RespError,
+    decode, decode_with, encode_command, size_hint, split_inline, Decoded, Limits, RespError,
 };
 use proptest::prelude::*;
 
@@ -328,5 +328,25 @@ proptest! {
         buf.extend_from_slice(&tail);
         prop_assert_eq!(decode(&buf), Decoded::Command { len: whole, args });
         prop_assert_eq!(decode(&buf[..whole - 1]), Decoded::NeedMore);
+        // Every prefix's size hint is above what it holds and never past the request's end.
+        for cut in 0..whole {
+            let hint = size_hint(&buf[..cut]);
+            prop_assert!(hint > cut && hint <= whole, "cut {} hint {} whole {}", cut, hint, whole);
+        }
     }
+}
+
+#[test]
+fn size_hint_names_the_end_of_a_large_bulk_once_its_header_arrives() {
+    let value = vec![b'v'; 1 << 20];
+    let mut buf = Vec::new();
+    encode_command(&[b"SET".as_slice(), b"key", &value], &mut buf);
+    let header_end = buf.len() - value.len() - 2;
+    // Before the value's header: one byte more is all that is known.
+    assert_eq!(size_hint(&buf[..header_end - 3]), header_end - 2);
+    // From the header on: the whole request.
+    assert_eq!(size_hint(&buf[..header_end]), buf.len());
+    assert_eq!(size_hint(&buf[..header_end + 1000]), buf.len());
+    // Inline commands say nothing about their length.
+    assert_eq!(size_hint(b"SET a"), 6);
 }

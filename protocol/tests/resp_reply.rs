@@ -103,3 +103,38 @@ fn double_formatting() {
         assert_eq!(format_double(*value), *text, "{value:e}");
     }
 }
+
+#[test]
+fn encoded_size_max_bounds_every_encoding() {
+    let nested = Reply::Array(Some(vec![
+        Reply::bulk(vec![b'x'; 100_000]),
+        Reply::Map(vec![(
+            Reply::bulk("k"),
+            Reply::Double(-1.234_567_890_123_456_7e-300),
+        )]),
+        Reply::Set(vec![
+            Reply::Integer(i64::MIN),
+            Reply::Boolean(true),
+            Reply::Null,
+        ]),
+        Reply::Verbatim {
+            format: *b"txt",
+            text: b"some text".to_vec(),
+        },
+        Reply::Push(vec![Reply::Simple("OK".into()), Reply::error("ERR x")]),
+        Reply::Bulk(None),
+        Reply::Array(None),
+    ]));
+    for version in [RespVersion::Resp2, RespVersion::Resp3] {
+        let size = nested.to_bytes(version).len();
+        assert!(
+            size <= nested.encoded_size_max(),
+            "{size} > {}",
+            nested.encoded_size_max()
+        );
+        assert!(
+            nested.encoded_size_max() < size + 1000,
+            "the bound is not loose"
+        );
+    }
+}

@@ -7,17 +7,23 @@
 //! - at most `connection_in_flight_max` requests are decoded and unanswered at once (at least the
 //!   protocol's `PIPELINE_DEPTH_MAX`, checked by config validation); past it the reader stops
 //!   reading, so a client that does not read its responses stops being read itself;
-//! - the read buffer never exceeds [`READ_BUFFER_SIZE_MAX`] (one maximal frame plus one receive),
-//!   and the writer gathers at most [`OUTPUT_BUFFER_SIZE_MAX`] bytes plus one response per send;
+//! - the read buffer never exceeds `READ_BUFFER_SIZE_MAX` (one maximal frame plus one receive);
+//!   a frame above `LARGE_FRAME_SIZE_MIN` is buffered only once its bytes are reserved from the
+//!   core's input budget, and the buffer shrinks back after it (large_frame.rs);
+//! - the writer gathers at most [`OUTPUT_BUFFER_SIZE_MAX`] bytes plus one small response per send;
+//!   a large response is encoded into a buffer of its own, under the core's output budget, and
+//!   sent from it after the gathered bytes;
 //! - a bad frame gets an error response: when its length is known the connection continues after
 //!   it; after an oversized length prefix the connection sends that error and closes;
 //! - no input ever panics the server: decoding is total and every failure becomes a response.
 
-use crate::constants::{OUTPUT_BUFFER_SIZE_MAX, READ_BUFFER_SIZE_MAX, RECV_CHUNK_SIZE};
+use crate::constants::{LARGE_FRAME_SIZE_MIN, OUTPUT_BUFFER_SIZE_MAX, RECV_CHUNK_SIZE};
+use crate::large_frame::{receive, send_large, InputBuffer};
 use crate::request::{plan, InFlight};
 use crate::server::{CoreContext, Shared};
 use crate::sync::{race, Either, Event, Notify};
-use jube_protocol::{decode_request, encode_response, Decoded, Response, Status};
+use jube_protocol::constants::{FRAME_PREFIX_SIZE, FRAME_SIZE_MAX};
+use jube_protocol::{decode_request, encode_response_in_place, Decoded, Response, Status};
 use jube_runtime::TcpStream;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -113,35 +119,45 @@ impl Connection {
 
 /// What the decoder left for the reader to do.
 enum Decode {
-    /// Every whole frame was consumed: read more.
-    More,
+    /// Every whole frame was consumed; the next one needs this many bytes in all: read more.
+    More { needed: usize },
     /// The stream cannot continue (an oversized length prefix) or the server stops.
     Stop,
 }
 
 async fn read_loop(connection: Rc<Connection>, context: Rc<CoreContext>) {
-    let mut input: Vec<u8> = Vec::new();
+    let mut input = InputBuffer::default();
     let mut chunk = vec![0u8; RECV_CHUNK_SIZE];
     loop {
-        if let Decode::Stop = decode_frames(&connection, &context, &mut input).await {
-            break;
-        }
-        debug_assert!(
-            input.len() < READ_BUFFER_SIZE_MAX,
-            "the read buffer outgrew one frame"
-        );
-        let received = race(
-            connection.stream.recv(chunk),
+        let needed = match decode_frames(&connection, &context, &mut input).await {
+            Decode::More { needed } => needed,
+            Decode::Stop => break,
+        };
+        // A large frame waits here for its core's budget: backpressure, not an error.
+        let prepared = race(
+            input.prepare(needed, &context.large_input),
             connection.stopped(&context.shutdown),
         )
         .await;
-        let Either::Left((result, buffer)) = received else {
+        if let Either::Right(()) = prepared {
+            break;
+        }
+        let received = race(
+            receive(&connection.stream, chunk, input.holds_budget()),
+            connection.stopped(&context.shutdown),
+        )
+        .await;
+        let Either::Left(received) = received else {
+            break;
+        };
+        let Ok((result, buffer)) = received else {
+            tracing::debug!("connection closed: a large frame stalled");
             break;
         };
         chunk = buffer;
         match result {
             Ok(0) => break,
-            Ok(count) => input.extend_from_slice(&chunk[..count]),
+            Ok(count) => input.extend(&chunk[..count]),
             Err(error) => {
                 tracing::debug!(%error, "connection receive failed");
                 break;
@@ -155,7 +171,7 @@ async fn read_loop(connection: Rc<Connection>, context: Rc<CoreContext>) {
 async fn decode_frames(
     connection: &Connection,
     context: &CoreContext,
-    input: &mut Vec<u8>,
+    input: &mut InputBuffer,
 ) -> Decode {
     let mut consumed = 0;
     let outcome = loop {
@@ -172,7 +188,8 @@ async fn decode_frames(
         if context.shutdown.is_set() || connection.closing.is_set() {
             break Decode::Stop;
         }
-        match decode_request(&input[consumed..]) {
+        let unread = input.unread().get(consumed..).unwrap_or_default();
+        match decode_request(unread) {
             Decoded::Frame { len, message } => {
                 consumed += len;
                 connection.push(plan(
@@ -182,7 +199,11 @@ async fn decode_frames(
                     message,
                 ));
             }
-            Decoded::NeedMore(_) => break Decode::More,
+            Decoded::NeedMore(missing) => {
+                break Decode::More {
+                    needed: unread.len() + missing,
+                }
+            }
             Decoded::Error(error) => {
                 context.dispatcher.metrics.record_status(error.status());
                 tracing::debug!(%error, "bad frame");
@@ -194,7 +215,7 @@ async fn decode_frames(
             }
         }
     };
-    input.drain(..consumed);
+    input.consume(consumed);
     outcome
 }
 
@@ -209,12 +230,13 @@ async fn write_loop(connection: &Connection, context: &CoreContext) {
             connection.queued.notified().await;
             continue;
         };
-        encode(
-            connection,
-            context,
-            head.finish_recorded(&context.dispatcher.metrics).await,
-            &mut output,
-        );
+        let response = head.finish_recorded(&context.dispatcher.metrics).await;
+        if write(connection, context, response, &mut output)
+            .await
+            .is_err()
+        {
+            return;
+        }
         // Gather the responses that are already complete into the same send.
         while output.len() < OUTPUT_BUFFER_SIZE_MAX {
             let ready = connection
@@ -228,45 +250,95 @@ async fn write_loop(connection: &Connection, context: &CoreContext) {
             let Some(next) = connection.queue.borrow_mut().pop_front() else {
                 break;
             };
-            encode(
-                connection,
-                context,
-                next.finish_recorded(&context.dispatcher.metrics).await,
-                &mut output,
-            );
+            let response = next.finish_recorded(&context.dispatcher.metrics).await;
+            if write(connection, context, response, &mut output)
+                .await
+                .is_err()
+            {
+                return;
+            }
         }
-        let (result, buffer) = connection.stream.send_all(output).await;
-        output = buffer;
-        output.clear();
-        if let Err(error) = result {
-            tracing::debug!(%error, "connection send failed");
+        if send_output(connection, &mut output).await.is_err() {
             return;
         }
     }
 }
 
-/// Appends `response` to `output` as a frame and lets the reader read one more request.
-fn encode(
+/// Sends and empties `output`.
+async fn send_output(connection: &Connection, output: &mut Vec<u8>) -> Result<(), ()> {
+    if output.is_empty() {
+        return Ok(());
+    }
+    let (result, buffer) = connection.stream.send_all(std::mem::take(output)).await;
+    *output = buffer;
+    output.clear();
+    result.map_err(|error| tracing::debug!(%error, "connection send failed"))
+}
+
+/// Writes `response` and lets the reader read one more request: a small response is appended to
+/// `output`; a large one (a Get of a large value) is sent from a buffer of its own, after `output`,
+/// once the core's output budget holds its bytes, so neither buffer keeps a large capacity.
+async fn write(
     connection: &Connection,
     context: &CoreContext,
     response: Response,
     output: &mut Vec<u8>,
-) {
-    let frame = encode_response(&response).or_else(|error| {
+) -> Result<(), ()> {
+    let size_max = response.encoded_size_max();
+    let result = if size_max <= LARGE_FRAME_SIZE_MIN {
+        if let Some((frame, offset)) = encode(context, &response) {
+            output.extend_from_slice(frame.get(offset..).unwrap_or_default());
+        }
+        Ok(())
+    } else {
+        match send_output(connection, output).await {
+            Ok(()) => send_large_response(connection, context, &response, size_max).await,
+            Err(()) => Err(()),
+        }
+    };
+    connection.in_flight.set(connection.in_flight.get() - 1);
+    connection.space.notify();
+    result
+}
+
+async fn send_large_response(
+    connection: &Connection,
+    context: &CoreContext,
+    response: &Response,
+    size_max: usize,
+) -> Result<(), ()> {
+    let reservation = context
+        .large_output
+        .reserve(size_max.min(FRAME_PREFIX_SIZE + FRAME_SIZE_MAX))
+        .await;
+    let Some((frame, offset)) = encode(context, response) else {
+        return Ok(());
+    };
+    debug_assert!(frame.len() <= reservation.bytes().max(size_max));
+    let result = send_large(&connection.stream, frame, offset).await;
+    drop(reservation);
+    result.map_err(|error| tracing::debug!(%error, "connection send of a large reply failed"))
+}
+
+/// Encodes `response` as a frame (`buffer[offset..]`), or its `FrameTooLarge` error if it does
+/// not fit one; None only if even that fails (logged).
+fn encode(context: &CoreContext, response: &Response) -> Option<(Vec<u8>, usize)> {
+    let frame = encode_response_in_place(response).or_else(|error| {
         context
             .dispatcher
             .metrics
             .record_status(Status::FrameTooLarge);
-        encode_response(&Response::error(
+        encode_response_in_place(&Response::error(
             response.request_id,
             Status::FrameTooLarge,
             format!("the response is too large for one frame ({error}): ask for less"),
         ))
     });
     match frame {
-        Ok(frame) => output.extend_from_slice(&frame),
-        Err(error) => tracing::error!(%error, "an error response could not be encoded"),
+        Ok(frame) => Some(frame),
+        Err(error) => {
+            tracing::error!(%error, "an error response could not be encoded");
+            None
+        }
     }
-    connection.in_flight.set(connection.in_flight.get() - 1);
-    connection.space.notify();
 }

@@ -7,14 +7,52 @@
 use jube_protocol::constants::{FRAME_PREFIX_SIZE, FRAME_SIZE_MAX, PIPELINE_DEPTH_MAX};
 use std::time::Duration;
 
+/// Longest value the server takes, from either front end: the protocol's `VALUE_SIZE_MAX` (and so
+/// the RESP `BULK_SIZE_MAX`), 16 MiB. The engine must store every such value (values above a
+/// quarter page go to its value log), which the check below holds it to: a value the wire allows
+/// never fails in the engine for its size.
+pub const VALUE_SIZE_MAX: usize = jube_protocol::constants::VALUE_SIZE_MAX;
+
 /// Bytes asked of the socket per receive. 64 KiB holds hundreds of small requests, so a pipelined
 /// client's burst is decoded in one pass, and a connection's idle cost stays small.
 pub const RECV_CHUNK_SIZE: usize = 64 * 1024;
 
 /// Largest unread input a connection buffers: one whole frame of the largest size plus one receive
 /// chunk. The reader never holds more, whatever the client sends (an oversized length prefix is
-/// rejected by the decoder before its bytes are awaited).
+/// rejected by the decoder before its bytes are awaited); past `LARGE_FRAME_SIZE_MIN` the frame's
+/// bytes are reserved from the core's budget first.
 pub const READ_BUFFER_SIZE_MAX: usize = FRAME_PREFIX_SIZE + FRAME_SIZE_MAX + RECV_CHUNK_SIZE;
+
+/// Largest frame (or RESP request, or encoded reply) a connection buffers on its own: anything
+/// larger is a *large frame*, whose bytes are first reserved from its core's budget
+/// ([`LARGE_INPUT_BYTES_PER_CORE_MAX`], [`LARGE_OUTPUT_BYTES_PER_CORE_MAX`]). One receive chunk:
+/// small requests (every key, every value up to 64 KiB) never touch the budget.
+pub const LARGE_FRAME_SIZE_MIN: usize = RECV_CHUNK_SIZE;
+
+/// Capacity a connection's read buffer keeps between frames: a large frame grows it to the
+/// frame's size once (its bytes reserved), and after the frame it shrinks back to this, so an idle
+/// connection that once sent 16 MiB holds 128 KiB, not 16 MiB.
+pub const INPUT_BUFFER_RETAINED_SIZE: usize = 2 * RECV_CHUNK_SIZE;
+
+/// Bytes of large frames that one core's connections may be receiving at once (the sum of their
+/// reservations). Why 64 MiB: four maximal (17 MiB) frames fit with room for smaller ones, so a
+/// core keeps receiving large values from several clients at wire speed, while 1,000 connections
+/// each sending 16 MiB hold at most 64 MiB per core (plus one request's growth, see
+/// frame_budget.rs) instead of 16 GiB. Past it a connection that needs more waits (it is not read
+/// meanwhile: TCP backpressure), in arrival order.
+pub const LARGE_INPUT_BYTES_PER_CORE_MAX: usize = 64 * 1024 * 1024;
+
+/// Bytes of large encoded replies (a Get of a 16 MiB value) that one core's connections may hold
+/// at once, each from its encoding until its last byte is sent. Why 64 MiB: as for input. Past it a
+/// connection's writer waits, in arrival order, before encoding its reply (its reader stops in
+/// turn once `connection_in_flight_max` requests wait).
+pub const LARGE_OUTPUT_BYTES_PER_CORE_MAX: usize = 64 * 1024 * 1024;
+
+/// Longest time a connection holding budget for a large frame may go without progress: a receive
+/// or send that moves no byte for this long closes the connection, so that a client that stops
+/// sending the rest of its 16 MiB (or stops reading its reply) cannot pin its core's budget, and so
+/// block every other large frame there, for longer than this.
+pub const LARGE_FRAME_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Encoded responses the writer gathers before one send. 256 KiB amortises the system call over
 /// many small responses while keeping a slow client's unsent bytes per connection small; the writer
@@ -73,6 +111,13 @@ const _: () = assert!(READ_BUFFER_SIZE_MAX > FRAME_PREFIX_SIZE + FRAME_SIZE_MAX)
 const _: () = assert!(OUTPUT_BUFFER_SIZE_MAX >= RECV_CHUNK_SIZE);
 const _: () = assert!(SCAN_REPLY_SIZE_MAX < FRAME_SIZE_MAX);
 const _: () = assert!(MESH_BATCH_CALLS_MAX >= 1 && MESH_RECV_BATCH_MAX >= 1);
+const _: () = assert!(VALUE_SIZE_MAX <= jube_engine::constants::VALUE_SIZE_MAX);
+const _: () = assert!(VALUE_SIZE_MAX == jube_protocol::resp::constants::BULK_SIZE_MAX);
+// A frame of the largest size fits each budget, so waiting for budget always ends.
+const _: () = assert!(LARGE_INPUT_BYTES_PER_CORE_MAX >= FRAME_PREFIX_SIZE + FRAME_SIZE_MAX);
+const _: () = assert!(LARGE_OUTPUT_BYTES_PER_CORE_MAX >= FRAME_PREFIX_SIZE + FRAME_SIZE_MAX);
+const _: () = assert!(LARGE_FRAME_SIZE_MIN <= INPUT_BUFFER_RETAINED_SIZE);
+const _: () = assert!(INPUT_BUFFER_RETAINED_SIZE < READ_BUFFER_SIZE_MAX);
 
 /// Largest unread input a RESP connection buffers: one whole request of the largest size (the
 /// RESP decoder refuses a longer one before its bytes are awaited) plus one receive chunk.
@@ -139,6 +184,7 @@ const _: () =
 
 const _: () = assert!(RESP_READ_BUFFER_SIZE_MAX > RESP_REQUEST_SIZE_MAX);
 const _: () = assert!(TXN_LOCK_WAITERS_MAX >= 1 && EXEC_RETRIES_MAX >= 1);
+const _: () = assert!(LARGE_INPUT_BYTES_PER_CORE_MAX >= RESP_REQUEST_SIZE_MAX);
 const _: () = assert!(SCAN_CURSORS_MAX >= 1 && SCAN_CALL_KEYS_MAX >= 1 && KEYS_CALL_KEYS_MAX >= 1);
 const _: () = assert!(KEYS_REPLY_COUNT_MAX >= KEYS_CALL_KEYS_MAX && FLUSH_BATCH_KEYS_MAX >= 1);
 const _: () = assert!(SCAN_CALLS_PER_REQUEST_MAX >= 1);

@@ -4,7 +4,9 @@
 //! client), [`request`] (a request's calls and how their results combine), [`dispatcher`] (routing
 //! calls between cores, the committer), [`shard_worker`] (one shard on its core, durability waits),
 //! [`shard_host`] (the seam to the storage engine), [`routing`] (key to shard to core), [`scan`],
-//! [`info`], [`metrics`], [`txn`] (transactions: single-shard calls and the two-phase-commit driver), [`sync`] (single-core task synchronisation), [`constants`] (limits), and
+//! [`info`], [`metrics`], [`txn`] (transactions: single-shard calls and the two-phase-commit
+//! driver), [`large_frame`] (budgets and buffers for large values), [`sync`] (single-core task
+//! synchronisation), [`constants`] (limits), and
 //! [`resp`] (the RESP front end for Redis clients).
 
 #![forbid(unsafe_code)]
@@ -15,6 +17,7 @@ pub mod connection;
 pub mod constants;
 pub mod dispatcher;
 pub mod info;
+pub mod large_frame;
 pub mod metrics;
 pub mod request;
 pub mod resp;

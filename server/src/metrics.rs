@@ -67,6 +67,11 @@ pub struct CoreMetrics {
     /// RESP front end: commands answered, of which error replies, and connections closed for a
     /// protocol error.
     resp: [Cell<u64>; RESP_COUNTERS.len()],
+    /// Large-frame budgets, per side: bytes reserved now, the most ever reserved, and how many
+    /// reservations had to wait.
+    budget_bytes: [Cell<u64>; 2],
+    budget_bytes_peak: [Cell<u64>; 2],
+    budget_waits: [Cell<u64>; 2],
     /// Transactions (native Txn, RESP EXEC, cross-shard MSET/MSETNX/MGET) by outcome.
     txn: [Cell<u64>; TXN_COUNTERS.len()],
 }
@@ -94,6 +99,18 @@ pub enum TxnCounter {
     CrossShard = 4,
 }
 
+/// Which large-frame budget (large_frame.rs) a figure is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetSide {
+    /// Requests being received.
+    Input = 0,
+    /// Replies being sent.
+    Output = 1,
+}
+
+/// The budget sides' metric name stems, in the order of `BudgetSide`.
+const BUDGET_SIDES: [&str; 2] = ["input", "output"];
+
 /// The RESP counters' metric names, in the order of `CoreMetrics::resp`.
 const RESP_COUNTERS: [&str; 3] = ["resp.commands", "resp.errors", "resp.protocol_errors"];
 
@@ -114,6 +131,9 @@ impl Default for CoreMetrics {
             latency_us: RefCell::new(KINDS.iter().map(|_| new_histogram()).collect()),
             resp: Default::default(),
             txn: Default::default(),
+            budget_bytes: Default::default(),
+            budget_bytes_peak: Default::default(),
+            budget_waits: Default::default(),
         }
     }
 }
@@ -155,9 +175,28 @@ impl CoreMetrics {
         cell.set(cell.get() + 1);
     }
 
+    /// Records the bytes a large-frame budget holds now.
+    pub fn record_budget(&self, side: BudgetSide, reserved: usize) {
+        let index = side as usize;
+        let reserved = reserved as u64;
+        self.budget_bytes[index].set(reserved);
+        if reserved > self.budget_bytes_peak[index].get() {
+            self.budget_bytes_peak[index].set(reserved);
+        }
+    }
+
+    /// Counts a reservation that had to wait for a large-frame budget.
+    pub fn record_budget_wait(&self, side: BudgetSide) {
+        let cell = &self.budget_waits[side as usize];
+        cell.set(cell.get() + 1);
+    }
+
     pub fn snapshot(&self) -> CoreSnapshot {
         CoreSnapshot {
             txn: self.txn.iter().map(Cell::get).collect(),
+            budget_bytes: self.budget_bytes.iter().map(Cell::get).collect(),
+            budget_bytes_peak: self.budget_bytes_peak.iter().map(Cell::get).collect(),
+            budget_waits: self.budget_waits.iter().map(Cell::get).collect(),
             resp: self.resp.iter().map(Cell::get).collect(),
             ops: self.ops.iter().map(Cell::get).collect(),
             errors: self.errors.iter().map(Cell::get).collect(),
@@ -176,6 +215,11 @@ pub struct CoreSnapshot {
     pub latency_us: Vec<Histogram<u64>>,
     pub resp: Vec<u64>,
     pub txn: Vec<u64>,
+    /// Per budget side: bytes reserved now (summed over cores), the largest per-core peak (the
+    /// maximum over cores: each core has its own budget), and waits (summed).
+    pub budget_bytes: Vec<u64>,
+    pub budget_bytes_peak: Vec<u64>,
+    pub budget_waits: Vec<u64>,
 }
 
 impl CoreSnapshot {
@@ -197,6 +241,19 @@ impl CoreSnapshot {
         for (mine, theirs) in self.txn.iter_mut().zip(&other.txn) {
             *mine += theirs;
         }
+        for (mine, theirs) in self.budget_bytes.iter_mut().zip(&other.budget_bytes) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self.budget_waits.iter_mut().zip(&other.budget_waits) {
+            *mine += theirs;
+        }
+        for (mine, theirs) in self
+            .budget_bytes_peak
+            .iter_mut()
+            .zip(&other.budget_bytes_peak)
+        {
+            *mine = (*mine).max(*theirs);
+        }
         for (status, count) in &other.statuses {
             match self.statuses.iter_mut().find(|(s, _)| s == status) {
                 Some((_, mine)) => *mine += count,
@@ -210,7 +267,9 @@ impl CoreSnapshot {
     }
 
     /// The counters as INFO metrics: `ops.KIND`, `errors.KIND`, `status.STATUS`, `resp.commands`,
-    /// `resp.errors`, `resp.protocol_errors`, and for each kind
+    /// `resp.errors`, `resp.protocol_errors`, `large_frames.{input,output}_bytes`,
+    /// `large_frames.{input,output}_bytes_core_peak`, `large_frames.{input,output}_waits`, and for
+    /// each kind
     /// with samples `latency_us.KIND.{p50,p90,p99,p999,max}`.
     pub fn metrics(&self) -> Vec<(String, u64)> {
         let mut metrics = Vec::new();
@@ -227,6 +286,20 @@ impl CoreSnapshot {
         }
         for (name, count) in TXN_COUNTERS.iter().zip(&self.txn) {
             metrics.push((name.to_string(), *count));
+        }
+        for (index, side) in BUDGET_SIDES.iter().enumerate() {
+            metrics.push((
+                format!("large_frames.{side}_bytes"),
+                self.budget_bytes[index],
+            ));
+            metrics.push((
+                format!("large_frames.{side}_bytes_core_peak"),
+                self.budget_bytes_peak[index],
+            ));
+            metrics.push((
+                format!("large_frames.{side}_waits"),
+                self.budget_waits[index],
+            ));
         }
         for (index, kind) in KINDS.iter().enumerate() {
             let histogram = &self.latency_us[index];

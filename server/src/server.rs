@@ -21,16 +21,21 @@
 use crate::call::MeshMessage;
 use crate::config::{Config, RESP_LISTEN_OFF};
 use crate::connection::{serve, ConnectionGuard};
-use crate::constants::{SHARDS_MAX, SHUTDOWN_DRAIN_TIMEOUT, SHUTDOWN_POLL_INTERVAL};
+use crate::constants::{
+    LARGE_INPUT_BYTES_PER_CORE_MAX, LARGE_OUTPUT_BYTES_PER_CORE_MAX, READ_BUFFER_SIZE_MAX,
+    SHARDS_MAX, SHUTDOWN_DRAIN_TIMEOUT, SHUTDOWN_POLL_INTERVAL,
+};
 use crate::dispatcher::Dispatcher;
 use crate::info::InfoContext;
-use crate::metrics::CoreMetrics;
+use crate::large_frame::FrameBudget;
+use crate::metrics::{BudgetSide, CoreMetrics};
 use crate::resp::{self, RespShared};
 use crate::routing::shards_of_core;
 use crate::shard_host::{open_layout, open_shard, Layout};
 use crate::shard_worker::ShardWorker;
 use crate::sync::{race, Either, Event};
 use jube_engine::clock::{Clock, SystemClock};
+use jube_protocol::constants::{FRAME_PREFIX_SIZE, FRAME_SIZE_MAX};
 use jube_protocol::{encode_response, Response, Status};
 use jube_runtime::{Mesh, Priority, Runtime, TcpListener, TcpStream};
 use std::cell::RefCell;
@@ -67,6 +72,10 @@ pub struct CoreContext {
     pub dispatcher: Rc<Dispatcher>,
     pub info: InfoContext,
     pub shutdown: Rc<Event>,
+    /// This core's budget of bytes for large requests being received.
+    pub large_input: Rc<FrameBudget>,
+    /// This core's budget of bytes for large replies being sent.
+    pub large_output: Rc<FrameBudget>,
 }
 
 thread_local! {
@@ -242,11 +251,25 @@ async fn start_core(
         tracing::warn!(core, %error, "core not started");
         return;
     }
+    let large_input = FrameBudget::new(
+        LARGE_INPUT_BYTES_PER_CORE_MAX,
+        READ_BUFFER_SIZE_MAX,
+        dispatcher.metrics.clone(),
+        BudgetSide::Input,
+    );
+    let large_output = FrameBudget::new(
+        LARGE_OUTPUT_BYTES_PER_CORE_MAX,
+        FRAME_PREFIX_SIZE + FRAME_SIZE_MAX,
+        dispatcher.metrics.clone(),
+        BudgetSide::Output,
+    );
     let context = Rc::new(CoreContext {
         shared: shared.clone(),
         dispatcher,
         info: InfoContext { shared },
         shutdown: Event::new(),
+        large_input,
+        large_output,
     });
     CONTEXT.with(|slot| *slot.borrow_mut() = Some(context));
     let _ = reports.send(Report::Started { core });

@@ -8,14 +8,13 @@
 
 use crate::constants as native;
 
-/// Longest bulk string in a request, in bytes. Why the native protocol's
-/// `VALUE_SIZE_MAX` (1 MiB): jube's value limit policy is one number on the
-/// wire for both front ends. The engine's own limit is smaller today (a
-/// quarter page, 1 KiB at 4 KiB pages, until the value log lands); a value
-/// between the two is refused by the command with an error reply and the
-/// connection stays open, while a bulk longer than this cannot be a valid
-/// key or value at all, so it ends the connection before its bytes arrive.
-/// Redis's default (`proto-max-bulk-len`) is 512 MiB.
+/// Longest bulk string in a request, in bytes: the `proto-max-bulk-len`
+/// that `CONFIG GET` reports. Why the native protocol's `VALUE_SIZE_MAX`
+/// (16 MiB): jube's value limit policy is one number on the wire for both
+/// front ends, so `redis-cli -x SET key < file` of a 16 MiB file works and a
+/// byte more does not. A bulk longer than this cannot be a valid key or
+/// value at all, so it ends the connection before its bytes arrive. Redis's
+/// default is 512 MiB.
 pub const BULK_SIZE_MAX: usize = native::VALUE_SIZE_MAX;
 
 /// Most elements in a request array (command name plus arguments). Why
@@ -26,11 +25,13 @@ pub const BULK_SIZE_MAX: usize = native::VALUE_SIZE_MAX;
 pub const ARRAY_LENGTH_MAX: usize = 64 * 1024;
 
 /// Most bytes one request (its whole array, or its inline line) may occupy
-/// in the read buffer. Why 4 MiB, the native `FRAME_SIZE_MAX`: a server must
-/// buffer a whole request before it runs it, so this is the per-connection
-/// read-buffer bound, the same for both front ends. It holds one maximal bulk
-/// plus a key with ample room, and an MSET of 1024 entries of 1 KiB values.
-/// Redis's `client-query-buffer-limit` is 1 GiB.
+/// in the read buffer. Why the native `FRAME_SIZE_MAX` (17 MiB): a server
+/// must buffer a whole request before it runs it, so this bounds one
+/// connection's read buffer, the same for both front ends. It holds one
+/// maximal bulk plus a key with ample room. A server buffers a request above
+/// its small-frame size only after reserving its bytes from a per-core
+/// budget (docs/resp.md, "Limits"). Redis's `client-query-buffer-limit` is
+/// 1 GiB.
 pub const REQUEST_SIZE_MAX: usize = native::FRAME_SIZE_MAX;
 
 /// Longest inline command line (the form telnet and `redis-cli` scripts

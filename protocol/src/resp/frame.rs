@@ -195,58 +195,104 @@ fn header_line(buf: &[u8], start: usize) -> Line {
     }
 }
 
+/// What the first pass over an array request found.
+enum Pass {
+    /// A whole request of `len` bytes with one span per argument.
+    Complete {
+        len: usize,
+        spans: Vec<Range<usize>>,
+    },
+    /// The request is not all in the buffer, which must hold at least
+    /// `at_least` bytes before it can be (as far as its headers tell).
+    Partial { at_least: usize },
+}
+
 fn decode_array(buf: &[u8], limits: &Limits) -> Decoded {
+    match first_pass(buf, limits) {
+        Ok(Pass::Complete { len, spans }) => {
+            let args = spans
+                .into_iter()
+                .map(|span| buf.get(span).unwrap_or_default().to_vec())
+                .collect();
+            Decoded::Command { len, args }
+        }
+        Ok(Pass::Partial { .. }) => Decoded::NeedMore,
+        Err(error) => Decoded::Error(error),
+    }
+}
+
+/// Checks the array request at the front of `buf` without copying anything.
+fn first_pass(buf: &[u8], limits: &Limits) -> Result<Pass, RespError> {
+    let more = Pass::Partial {
+        at_least: buf.len() + 1,
+    };
     let (count_end, mut pos) = match header_line(buf, 0) {
         Line::Complete { end, next } => (end, next),
-        Line::Incomplete => return Decoded::NeedMore,
-        Line::TooLong => return Decoded::Error(RespError::MultibulkHeaderTooLong),
-        Line::BadTerminator { offset } => {
-            return Decoded::Error(RespError::ExpectedCrlf { offset })
-        }
+        Line::Incomplete => return Ok(more),
+        Line::TooLong => return Err(RespError::MultibulkHeaderTooLong),
+        Line::BadTerminator { offset } => return Err(RespError::ExpectedCrlf { offset }),
     };
     let count = match buf.get(1..count_end).and_then(parse_i64) {
         Some(count) if count <= 0 => {
-            return Decoded::Command {
+            return Ok(Pass::Complete {
                 len: pos,
-                args: Vec::new(),
-            }
+                spans: Vec::new(),
+            })
         }
         Some(count) if count as u64 <= limits.array_length_max as u64 => count as usize,
-        _ => return Decoded::Error(RespError::InvalidMultibulkLength { offset: 0 }),
+        _ => return Err(RespError::InvalidMultibulkLength { offset: 0 }),
     };
     // Grows only with arguments actually present in the buffer.
     let mut spans: Vec<Range<usize>> = Vec::with_capacity(count.min(16));
     while spans.len() < count {
-        match bulk(buf, pos, limits) {
-            Ok(Some(span)) => {
+        match bulk(buf, pos, limits)? {
+            Ok(span) => {
                 pos = span.end + 2;
                 spans.push(span);
             }
-            Ok(None) => return Decoded::NeedMore,
-            Err(error) => return Decoded::Error(error),
+            Err(at_least) => return Ok(Pass::Partial { at_least }),
         }
     }
-    let args = spans
-        .into_iter()
-        .map(|span| buf.get(span).unwrap_or_default().to_vec())
-        .collect();
-    Decoded::Command { len: pos, args }
+    Ok(Pass::Complete { len: pos, spans })
+}
+
+/// Bytes `buf` must hold at least before the request at its front can be
+/// whole, as far as the headers already in `buf` tell: the end of a bulk
+/// whose header has arrived, else one byte more than `buf` holds. A server
+/// uses it to size (and budget) its read buffer for a large request once,
+/// instead of growing it as the bytes arrive. When `decode` of `buf` gives
+/// `NeedMore` the answer is above `buf.len()`; otherwise it means nothing.
+pub fn size_hint(buf: &[u8]) -> usize {
+    size_hint_with(buf, &Limits::DEFAULT)
+}
+
+/// As [`size_hint`], under `limits`.
+pub fn size_hint_with(buf: &[u8], limits: &Limits) -> usize {
+    match buf.first() {
+        Some(b'*') => match first_pass(buf, limits) {
+            Ok(Pass::Partial { at_least }) => at_least,
+            _ => buf.len() + 1,
+        },
+        _ => buf.len() + 1,
+    }
 }
 
 /// Checks the bulk string starting at `pos` and returns the span of its body,
-/// or `None` if the buffer ends before its CRLF.
-fn bulk(buf: &[u8], pos: usize, limits: &Limits) -> Result<Option<Range<usize>>, RespError> {
+/// or, if the buffer ends before its CRLF, how many bytes the buffer must
+/// hold at least before it can be whole.
+fn bulk(buf: &[u8], pos: usize, limits: &Limits) -> Result<Result<Range<usize>, usize>, RespError> {
     if pos > limits.request_size_max {
         return Err(RespError::RequestTooLarge { size: pos });
     }
+    let unknown = Err(buf.len() + 1);
     match buf.get(pos) {
-        None => return Ok(None),
+        None => return Ok(unknown),
         Some(b'$') => {}
         Some(&got) => return Err(RespError::ExpectedBulk { got, offset: pos }),
     }
     let (length_end, body_start) = match header_line(buf, pos) {
         Line::Complete { end, next } => (end, next),
-        Line::Incomplete => return Ok(None),
+        Line::Incomplete => return Ok(unknown),
         Line::TooLong => return Err(RespError::BulkHeaderTooLong { offset: pos }),
         Line::BadTerminator { offset } => return Err(RespError::ExpectedCrlf { offset }),
     };
@@ -261,8 +307,8 @@ fn bulk(buf: &[u8], pos: usize, limits: &Limits) -> Result<Option<Range<usize>>,
         return Err(RespError::RequestTooLarge { size: body_end + 2 });
     }
     match buf.get(body_end..body_end + 2) {
-        None if buf.len() <= body_end + 1 => Ok(None),
-        Some(b"\r\n") => Ok(Some(body_start..body_end)),
+        None if buf.len() <= body_end + 1 => Ok(Err(body_end + 2)),
+        Some(b"\r\n") => Ok(Ok(body_start..body_end)),
         _ => Err(RespError::ExpectedCrlf { offset: body_end }),
     }
 }

@@ -26,5 +26,7 @@ pub mod reply;
 pub mod table;
 
 pub use command::{Command, CommandError};
-pub use frame::{decode, decode_with, encode_command, Decoded, Limits, RespError};
+pub use frame::{
+    decode, decode_with, encode_command, size_hint, size_hint_with, Decoded, Limits, RespError,
+};
 pub use reply::{Reply, RespVersion};

@@ -128,6 +128,36 @@ impl Reply {
         }
     }
 
+    /// An upper bound on the bytes `encode` appends, in either version: a
+    /// server reserves this much of its reply budget before encoding a large
+    /// reply into a buffer of its own. Each line (prefix, at most 21 bytes
+    /// of number or header, CRLF) counts `LINE_SIZE_MAX`; a double's text is
+    /// at most 24 bytes.
+    pub fn encoded_size_max(&self) -> usize {
+        const LINE_SIZE_MAX: usize = 24;
+        const DOUBLE_TEXT_SIZE_MAX: usize = 32;
+        match self {
+            Reply::Simple(text) | Reply::Error(text) => text.len() + 3,
+            Reply::Integer(_) | Reply::Boolean(_) | Reply::Null | Reply::Bulk(None) => {
+                LINE_SIZE_MAX
+            }
+            Reply::Array(None) => LINE_SIZE_MAX,
+            Reply::Bulk(Some(bytes)) => LINE_SIZE_MAX + bytes.len() + 2,
+            Reply::Double(_) => 2 * LINE_SIZE_MAX + DOUBLE_TEXT_SIZE_MAX,
+            Reply::Verbatim { text, .. } => LINE_SIZE_MAX + 4 + text.len() + 2,
+            Reply::Array(Some(items)) | Reply::Set(items) | Reply::Push(items) => {
+                LINE_SIZE_MAX + items.iter().map(Reply::encoded_size_max).sum::<usize>()
+            }
+            Reply::Map(pairs) => {
+                LINE_SIZE_MAX
+                    + pairs
+                        .iter()
+                        .map(|(key, value)| key.encoded_size_max() + value.encoded_size_max())
+                        .sum::<usize>()
+            }
+        }
+    }
+
     /// The encoding of this reply in `version`, as a new buffer.
     pub fn to_bytes(&self, version: RespVersion) -> Vec<u8> {
         let mut out = Vec::new();

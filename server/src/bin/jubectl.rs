@@ -1,12 +1,15 @@
 //! jubectl: talk to a running jubed, or check a stopped server's data directory.
 //!
 //! Exit codes: 0 on success; 1 when `get` finds no such key; 2 on any error, with the message on
-//! stderr. Values print as raw bytes followed by a newline; scan prints `KEY<TAB>VALUE` lines with
+//! stderr. Values print as raw bytes followed by a newline (`get --out FILE` writes them without
+//! one); values up to `VALUE_SIZE_MAX` go in from a file or stdin (`put KEY --value-file FILE`,
+//! `put KEY -`), and a larger one is refused before it is read whole; scan prints `KEY<TAB>VALUE` lines with
 //! non-printable bytes escaped (`\xNN`).
 
 #![forbid(unsafe_code)]
 
 use clap::{Parser, Subcommand};
+use jube_protocol::constants::VALUE_SIZE_MAX;
 use jube_protocol::{Client, ClientError, InfoReply, Scan, Status};
 use std::io::{Read, Write};
 use std::ops::Bound;
@@ -29,21 +32,27 @@ struct Args {
 enum Command {
     /// Check that the server answers.
     Ping,
-    /// Store a value: from VALUE, from --file F, or from stdin with `-`.
+    /// Store a value: from VALUE, from --value-file F (`-`: stdin), or from stdin with `-`. Values
+    /// may be up to the protocol's VALUE_SIZE_MAX (16 MiB).
     Put {
         key: String,
         /// The value; `-` reads it from stdin.
         #[arg(required_unless_present = "file", conflicts_with = "file")]
         value: Option<String>,
-        /// Read the value from this file.
-        #[arg(long)]
+        /// Read the value from this file (`-`: stdin), byte for byte.
+        #[arg(long, visible_alias = "value-file")]
         file: Option<PathBuf>,
         /// Time to live: 500ms, 30s, 5m, 2h, 1d (a bare number is seconds).
         #[arg(long, value_parser = parse_duration)]
         ttl: Option<Duration>,
     },
-    /// Print a key's value (exit 1 if there is none).
-    Get { key: String },
+    /// Print a key's value followed by a newline, or write it to --out (exit 1 if there is none).
+    Get {
+        key: String,
+        /// Write the value, byte for byte and without a newline, to this file (`-`: stdout).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Delete a key (deleting a missing key succeeds).
     Del { key: String },
     /// List keys and values in key order.
@@ -115,23 +124,59 @@ impl From<ClientError> for Failure {
     }
 }
 
+/// Reads a value from `reader`, refusing one above `VALUE_SIZE_MAX` without reading more than
+/// one byte past it.
+fn read_limited(reader: impl Read, what: &str) -> Result<Vec<u8>, Failure> {
+    let mut bytes = Vec::new();
+    reader
+        .take(VALUE_SIZE_MAX as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| Failure(format!("cannot read {what}: {error}"), 2))?;
+    if bytes.len() > VALUE_SIZE_MAX {
+        return Err(value_too_large(what, None));
+    }
+    Ok(bytes)
+}
+
+fn value_too_large(what: &str, size: Option<u64>) -> Failure {
+    let size = size.map_or("more than that".to_string(), |size| format!("{size} bytes"));
+    Failure(
+        format!("the value in {what} is too large: {size}, the maximum is {VALUE_SIZE_MAX} bytes"),
+        2,
+    )
+}
+
 fn read_value(value: Option<String>, file: Option<PathBuf>) -> Result<Vec<u8>, Failure> {
     match (value, file) {
-        (_, Some(path)) => std::fs::read(&path)
-            .map_err(|error| Failure(format!("cannot read {}: {error}", path.display()), 2)),
-        (Some(value), None) if value == "-" => {
-            let mut bytes = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut bytes)
-                .map_err(|error| Failure(format!("cannot read stdin: {error}"), 2))?;
-            Ok(bytes)
+        (_, Some(path)) if path.as_os_str() == "-" => read_limited(std::io::stdin(), "stdin"),
+        (_, Some(path)) => {
+            let what = path.display().to_string();
+            let file = std::fs::File::open(&path)
+                .map_err(|error| Failure(format!("cannot read {what}: {error}"), 2))?;
+            // A regular file says its size: refuse a large one before reading it.
+            if let Ok(metadata) = file.metadata() {
+                if metadata.is_file() && metadata.len() > VALUE_SIZE_MAX as u64 {
+                    return Err(value_too_large(&what, Some(metadata.len())));
+                }
+            }
+            read_limited(file, &what)
         }
+        (Some(value), None) if value == "-" => read_limited(std::io::stdin(), "stdin"),
         (Some(value), None) => Ok(value.into_bytes()),
         (None, None) => Err(Failure(
-            "no value: give VALUE, - for stdin, or --file".to_string(),
+            "no value: give VALUE, - for stdin, or --value-file".to_string(),
             2,
         )),
     }
+}
+
+/// Writes a value to `path` (`-`: stdout), byte for byte.
+fn write_value(path: &std::path::Path, value: &[u8]) -> Result<(), Failure> {
+    if path.as_os_str() == "-" {
+        return write_out(value);
+    }
+    std::fs::write(path, value)
+        .map_err(|error| Failure(format!("cannot write {}: {error}", path.display()), 2))
 }
 
 fn write_out(bytes: &[u8]) -> Result<(), Failure> {
@@ -264,11 +309,14 @@ fn run(args: Args) -> Result<(), Failure> {
             let value = read_value(value, file)?;
             client.put(key.as_bytes(), &value, ttl)?;
         }
-        Command::Get { key } => match client.get(key.as_bytes()) {
-            Ok(Some(value)) => {
-                write_out(&value)?;
-                write_out(b"\n")?;
-            }
+        Command::Get { key, out } => match client.get(key.as_bytes()) {
+            Ok(Some(value)) => match out {
+                Some(path) => write_value(&path, &value)?,
+                None => {
+                    write_out(&value)?;
+                    write_out(b"\n")?;
+                }
+            },
             Ok(None) => return Err(Failure(format!("{key}: not found"), 1)),
             Err(error) if error.status() == Some(Status::NotFound) => {
                 return Err(Failure(format!("{key}: not found"), 1))

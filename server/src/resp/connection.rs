@@ -9,17 +9,21 @@
 //! - at most `connection_in_flight_max` requests are decoded and unanswered; past it the reader
 //!   stops reading;
 //! - the read buffer stays under `RESP_READ_BUFFER_SIZE_MAX` (the decoder refuses a request
-//!   longer than `REQUEST_SIZE_MAX` before awaiting its bytes);
+//!   longer than `REQUEST_SIZE_MAX` before awaiting its bytes); a request above
+//!   `LARGE_FRAME_SIZE_MIN` is buffered only under the core's input budget, and a reply above it
+//!   is encoded into a buffer of its own under the output budget (large_frame.rs);
 //! - a protocol error is answered `-ERR Protocol error: ...` and the connection then closes (after
 //!   the replies before it); QUIT is answered `+OK` and closes likewise; nothing panics on input.
 
 use super::execute::{execute, Item, Session};
 use crate::connection::ConnectionGuard;
-use crate::constants::{OUTPUT_BUFFER_SIZE_MAX, RECV_CHUNK_SIZE, RESP_READ_BUFFER_SIZE_MAX};
+use crate::constants::{LARGE_FRAME_SIZE_MIN, OUTPUT_BUFFER_SIZE_MAX, RECV_CHUNK_SIZE};
+use crate::large_frame::{receive, send_large, InputBuffer};
 use crate::metrics::RespCounter;
 use crate::server::CoreContext;
 use crate::sync::{race, Either, Event, Notify};
-use jube_protocol::resp::{decode, Reply, RespVersion};
+use jube_protocol::constants::{FRAME_PREFIX_SIZE, FRAME_SIZE_MAX};
+use jube_protocol::resp::{decode, size_hint, Reply, RespVersion};
 use jube_runtime::TcpStream;
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
@@ -87,34 +91,46 @@ pub async fn reject(stream: TcpStream, connections_max: usize) {
 
 /// What decoding left for the reader to do.
 enum Decode {
-    More,
+    /// Every whole request was run; the next needs at least this many bytes in all.
+    More {
+        needed: usize,
+    },
     Stop,
 }
 
 async fn read_loop(connection: Rc<Connection>, context: Rc<CoreContext>, mut session: Session) {
-    let mut input: Vec<u8> = Vec::new();
+    let mut input = InputBuffer::default();
     let mut chunk = vec![0u8; RECV_CHUNK_SIZE];
     loop {
-        if let Decode::Stop = decode_requests(&connection, &context, &mut session, &mut input).await
-        {
-            break;
-        }
-        assert!(
-            input.len() < RESP_READ_BUFFER_SIZE_MAX,
-            "the RESP read buffer outgrew one request"
-        );
-        let received = race(
-            connection.stream.recv(chunk),
+        let needed = match decode_requests(&connection, &context, &mut session, &mut input).await {
+            Decode::More { needed } => needed,
+            Decode::Stop => break,
+        };
+        // A large request waits here for its core's budget: backpressure, not an error.
+        let prepared = race(
+            input.prepare(needed, &context.large_input),
             connection.stopped(&context.shutdown),
         )
         .await;
-        let Either::Left((result, buffer)) = received else {
+        if let Either::Right(()) = prepared {
+            break;
+        }
+        let received = race(
+            receive(&connection.stream, chunk, input.holds_budget()),
+            connection.stopped(&context.shutdown),
+        )
+        .await;
+        let Either::Left(received) = received else {
+            break;
+        };
+        let Ok((result, buffer)) = received else {
+            tracing::debug!("RESP connection closed: a large request stalled");
             break;
         };
         chunk = buffer;
         match result {
             Ok(0) => break,
-            Ok(count) => input.extend_from_slice(&chunk[..count]),
+            Ok(count) => input.extend(&chunk[..count]),
             Err(error) => {
                 tracing::debug!(%error, "RESP receive failed");
                 break;
@@ -130,7 +146,7 @@ async fn decode_requests(
     connection: &Connection,
     context: &CoreContext,
     session: &mut Session,
-    input: &mut Vec<u8>,
+    input: &mut InputBuffer,
 ) -> Decode {
     let mut consumed = 0;
     let outcome = loop {
@@ -147,7 +163,8 @@ async fn decode_requests(
         if context.shutdown.is_set() || connection.closing.is_set() {
             break Decode::Stop;
         }
-        match decode(&input[consumed..]) {
+        let unread = input.unread().get(consumed..).unwrap_or_default();
+        match decode(unread) {
             jube_protocol::resp::Decoded::Command { len, args } => {
                 consumed += len;
                 if args.is_empty() {
@@ -160,7 +177,11 @@ async fn decode_requests(
                     break Decode::Stop;
                 }
             }
-            jube_protocol::resp::Decoded::NeedMore => break Decode::More,
+            jube_protocol::resp::Decoded::NeedMore => {
+                break Decode::More {
+                    needed: size_hint(unread).max(unread.len() + 1),
+                }
+            }
             jube_protocol::resp::Decoded::Error(error) => {
                 tracing::debug!(%error, "RESP protocol error: closing");
                 context
@@ -175,7 +196,7 @@ async fn decode_requests(
             }
         }
     };
-    input.drain(..consumed);
+    input.consume(consumed);
     outcome
 }
 
@@ -190,7 +211,9 @@ async fn write_loop(connection: &Connection, context: &CoreContext) {
             connection.queued.notified().await;
             continue;
         };
-        let mut close = encode(connection, context, head, &mut output).await;
+        let Ok(mut close) = encode(connection, context, head, &mut output).await else {
+            return;
+        };
         while !close && output.len() < OUTPUT_BUFFER_SIZE_MAX {
             let ready = connection
                 .queue
@@ -203,13 +226,12 @@ async fn write_loop(connection: &Connection, context: &CoreContext) {
             let Some(next) = connection.queue.borrow_mut().pop_front() else {
                 break;
             };
-            close = encode(connection, context, next, &mut output).await;
+            let Ok(next_close) = encode(connection, context, next, &mut output).await else {
+                return;
+            };
+            close = next_close;
         }
-        let (result, buffer) = connection.stream.send_all(output).await;
-        output = buffer;
-        output.clear();
-        if let Err(error) = result {
-            tracing::debug!(%error, "RESP send failed");
+        if send_output(connection, &mut output).await.is_err() {
             return;
         }
         if close {
@@ -218,14 +240,27 @@ async fn write_loop(connection: &Connection, context: &CoreContext) {
     }
 }
 
-/// Waits for `item`'s reply, appends it to `output`, counts it, and lets the reader read one more
-/// request. True if the connection closes after this reply.
+/// Sends and empties `output`.
+async fn send_output(connection: &Connection, output: &mut Vec<u8>) -> Result<(), ()> {
+    if output.is_empty() {
+        return Ok(());
+    }
+    let (result, buffer) = connection.stream.send_all(std::mem::take(output)).await;
+    *output = buffer;
+    output.clear();
+    result.map_err(|error| tracing::debug!(%error, "RESP send failed"))
+}
+
+/// Waits for `item`'s reply, writes it, counts it, and lets the reader read one more request. A
+/// small reply is appended to `output`; a large one (a GET of a large value) is sent from a buffer
+/// of its own, after `output`, once the core's output budget holds its bytes. Ok(true) if the
+/// connection closes after this reply; Err if a send failed.
 async fn encode(
     connection: &Connection,
     context: &CoreContext,
     item: Item,
     output: &mut Vec<u8>,
-) -> bool {
+) -> Result<bool, ()> {
     let (version, close) = (item.version, item.close_after);
     let reply = item.finish(&context.dispatcher.metrics).await;
     let metrics = &context.dispatcher.metrics;
@@ -233,8 +268,31 @@ async fn encode(
     if matches!(reply, Reply::Error(_)) {
         metrics.record_resp(RespCounter::Error);
     }
-    reply.encode(version, output);
+    let size_max = reply.encoded_size_max();
+    let result = if size_max <= LARGE_FRAME_SIZE_MIN {
+        reply.encode(version, output);
+        Ok(close)
+    } else {
+        match send_output(connection, output).await {
+            Ok(()) => {
+                // A reply above the budget's largest reservation (a KEYS of 100 000 long keys)
+                // reserves that much: the budget bounds the large values, not such lists.
+                let reservation = context
+                    .large_output
+                    .reserve(size_max.min(FRAME_PREFIX_SIZE + FRAME_SIZE_MAX))
+                    .await;
+                let mut frame = Vec::with_capacity(size_max);
+                reply.encode(version, &mut frame);
+                drop(reply);
+                let sent = send_large(&connection.stream, frame, 0).await;
+                drop(reservation);
+                sent.map(|()| close)
+                    .map_err(|error| tracing::debug!(%error, "RESP send of a large reply failed"))
+            }
+            Err(()) => Err(()),
+        }
+    };
     connection.in_flight.set(connection.in_flight.get() - 1);
     connection.space.notify();
-    close
+    result
 }
