@@ -7,6 +7,10 @@
 
 use jube_engine::constants::{
     BRANCH_RECORD_HEADER_SIZE, LEAF_RECORD_HEADER_SIZE, PAGE_HEADER_SIZE, SUPERBLOCK_SIZE,
+    VLOG_POINTER_SIZE, VLOG_RECORD_HEADER_SIZE, VLOG_SEGMENT_HEADER_SIZE,
+};
+use jube_engine::shard::vlog::format::{
+    POINTER_FIELDS, RECORD_HEADER_FIELDS, SEGMENT_HEADER_FIELDS, SEGMENT_HEADER_USED_BYTES,
 };
 use jube_engine::tree::page::HEADER_FIELD_OFFSETS;
 use jube_engine::tree::superblock::field;
@@ -89,5 +93,40 @@ fn format_tables_match_the_code() {
         &[("child", 0), ("key_size", 8)],
         BRANCH_RECORD_HEADER_SIZE,
         "branch record",
+    );
+    check(
+        &table(&doc, "### Value-log pointer"),
+        &POINTER_FIELDS,
+        VLOG_POINTER_SIZE,
+        "value-log pointer",
+    );
+    let header: Vec<_> = table(&doc, "### Value-log segment header")
+        .into_iter()
+        .filter(|r| r.2 != "zero")
+        .collect();
+    check(
+        &header,
+        &SEGMENT_HEADER_FIELDS,
+        SEGMENT_HEADER_USED_BYTES,
+        "value-log segment header",
+    );
+    let zero_row = table(&doc, "### Value-log segment header")
+        .into_iter()
+        .find(|r| r.2 == "zero")
+        .expect("the header's zero tail");
+    assert_eq!(
+        zero_row.0 + zero_row.1.expect("size"),
+        VLOG_SEGMENT_HEADER_SIZE,
+        "the header fills one block"
+    );
+    let record: Vec<_> = table(&doc, "### Value-log record")
+        .into_iter()
+        .filter(|r| r.1.is_some())
+        .collect();
+    check(
+        &record,
+        &RECORD_HEADER_FIELDS,
+        VLOG_RECORD_HEADER_SIZE,
+        "value-log record",
     );
 }

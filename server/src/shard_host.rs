@@ -325,6 +325,12 @@ fn stats_metrics(stats: &ShardStats) -> Vec<(String, u64)> {
             "clock_drift_ms_abs",
             stats.sweep.clock_drift_ms.unsigned_abs(),
         ),
+        ("vlog_segments", stats.vlog.segments),
+        ("vlog_live_bytes", stats.vlog.live_bytes),
+        ("vlog_dead_bytes", stats.vlog.dead_bytes),
+        ("vlog_gc_runs", stats.vlog.gc_runs),
+        ("vlog_gc_bytes_moved", stats.vlog.gc_bytes_moved),
+        ("vlog_segments_deleted", stats.vlog.segments_deleted),
     ]
     .into_iter()
     .map(|(name, value)| (name.to_string(), value))

@@ -43,10 +43,16 @@ struct Victim {
     moved_bytes: u64,
 }
 
-/// Every value-log pointer in `tree`, by segment: (live bytes, the first key seen there).
+/// Live bytes per segment, with the first key seen pointing there.
+type LiveBySegment = BTreeMap<u64, (u64, Vec<u8>)>;
+
+/// Every (key, pointer) in the tree.
+type KeyPointers = Vec<(Vec<u8>, Pointer)>;
+
+/// Every value-log pointer in `tree`: per segment (live bytes, a key), and every (key, pointer).
 fn pointers_by_segment<F: Storage>(
     tree: &mut Tree<F>,
-) -> Result<(BTreeMap<u64, (u64, Vec<u8>)>, Vec<(Vec<u8>, Pointer)>), String> {
+) -> Result<(LiveBySegment, KeyPointers), String> {
     let mut by_segment: BTreeMap<u64, (u64, Vec<u8>)> = BTreeMap::new();
     let mut pointers = Vec::new();
     let mut malformed = None;

@@ -209,7 +209,8 @@ impl Harness {
             "seed {}: LSNs increase",
             self.seed
         );
-        self.history.push((lsn, Write::Put(key.clone(), value.clone())));
+        self.history
+            .push((lsn, Write::Put(key.clone(), value.clone())));
         self.current.insert(key, value);
         Ok(())
     }

@@ -60,17 +60,26 @@ fn sixteen_mib_values_round_trip_from_memory_disk_and_recovery() {
     shard.put(b"small", b"inline", 0).expect("put");
     assert!(matches!(
         shard.put(b"huge", &vec![0; VALUE_SIZE_MAX + 1], 0),
-        Err(ShardError::ValueTooLarge { max: VALUE_SIZE_MAX, .. })
+        Err(ShardError::ValueTooLarge {
+            max: VALUE_SIZE_MAX,
+            ..
+        })
     ));
     settle(&mut shard);
     drop(shard);
     disk.crash();
     let mut shard = open(&disk, &config, &clock);
     let got = shard.get(b"big").expect("get").expect("present").bytes;
-    assert!(got == other, "the acknowledged overwrite survived the crash");
+    assert!(
+        got == other,
+        "the acknowledged overwrite survived the crash"
+    );
     let stats = shard.stats().vlog;
     assert_eq!(stats.live_bytes, (VALUE_SIZE_MAX + 16 + 3) as u64);
-    assert!(stats.dead_bytes >= VALUE_SIZE_MAX as u64, "the first value is garbage");
+    assert!(
+        stats.dead_bytes >= VALUE_SIZE_MAX as u64,
+        "the first value is garbage"
+    );
     shard.check_integrity().expect("integrity");
 }
 
@@ -81,9 +90,7 @@ fn a_corrupt_value_log_record_is_an_error_naming_file_and_offset() {
     let config = ShardConfig::new(0);
     let mut shard = open(&disk, &config, &clock);
     for i in 0..10u8 {
-        shard
-            .put(&[b'k', i], &pattern(5_000, i), 0)
-            .expect("put");
+        shard.put(&[b'k', i], &pattern(5_000, i), 0).expect("put");
     }
     shard.close().expect("close");
     let name = "vlog-0000000000000001";
@@ -92,8 +99,13 @@ fn a_corrupt_value_log_record_is_an_error_naming_file_and_offset() {
     let offset = 4096 + 4 * (16 + 2 + 5_000) + 100;
     assert!(disk.flip_byte(&path, offset));
     let mut shard = open(&disk, &config, &clock);
-    assert_eq!(shard.get(b"k\x03").expect("intact").map(|v| v.bytes), Some(pattern(5_000, 3)));
-    let error = shard.get(b"k\x04").expect_err("the damaged record is not served");
+    assert_eq!(
+        shard.get(b"k\x03").expect("intact").map(|v| v.bytes),
+        Some(pattern(5_000, 3))
+    );
+    let error = shard
+        .get(b"k\x04")
+        .expect_err("the damaged record is not served");
     let message = error.to_string();
     assert!(
         message.contains(name) && message.contains(&(4096 + 4 * 5_018).to_string()),
@@ -169,9 +181,22 @@ fn overwrite(
 fn gc_moves_live_values_and_deletes_segments_after_a_checkpoint() {
     let disk = SimDisk::new(4, FaultConfig::none());
     let clock = ManualClock::new(0);
-    let config = gc_config();
+    let mut config = gc_config();
+    config.vlog.gc_garbage_percent = 25;
     let mut shard = open(&disk, &config, &clock);
-    let model = overwrite(&mut shard, &clock, 40, 30, 8_000);
+    // 120 keys written once, then the even ones overwritten many times: the segments of the
+    // first round keep half their values live among garbage, so GC must move them.
+    let mut model = overwrite(&mut shard, &clock, 120, 1, 8_000);
+    for round in 0..40u8 {
+        for key in (0..120u32).step_by(2) {
+            let key = format!("key{key:04}").into_bytes();
+            let value = pattern(8_000, round ^ key[6]);
+            shard.put(&key, &value, 0).expect("put");
+            model.insert(key, value);
+            clock.advance_ns(100_000);
+            shard.poll().expect("poll");
+        }
+    }
     for _ in 0..200 {
         clock.advance_ns(1_000_000);
         shard.poll().expect("poll");

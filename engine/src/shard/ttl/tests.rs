@@ -186,3 +186,115 @@ fn the_sweeper_works_under_writes_and_its_deletes_survive_a_crash() {
     );
     shard.check_integrity().expect("integrity");
 }
+
+/// The calibration persisted at each checkpoint keeps a wall clock set back across a restart
+/// (clean or crash) from resurrecting keys: time resumes at the last checkpoint's time.
+#[test]
+fn a_wall_clock_set_back_across_a_restart_resurrects_nothing() {
+    for crash in [false, true] {
+        let clock = ManualClock::new(T0);
+        let disk = SimDisk::new(7, FaultConfig::crashes());
+        let mut shard = open(&disk, &clock);
+        let lsn = shard.put(b"k", b"v", T0 + 1_000).expect("put");
+        let big = vec![9u8; 5_000];
+        shard.put(b"big", &big, T0 + 1_000).expect("put large");
+        settle(&mut shard, lsn + 1);
+        clock.advance_ns(2_000_000_000);
+        assert!(!present(&mut shard, b"k") && !present(&mut shard, b"big"));
+        if crash {
+            shard.checkpoint().expect("checkpoint");
+            drop(shard);
+            disk.crash();
+        } else {
+            shard.close().expect("close");
+        }
+        clock.set_wall_ms(T0 - 3_600_000);
+        let mut shard = open(&disk, &clock);
+        assert!(
+            shard.now_ms() >= T0 + 2_000,
+            "time resumes at the persisted floor, not the wall clock: {}",
+            shard.now_ms()
+        );
+        assert!(!present(&mut shard, b"k"), "crash {crash}: no resurrection");
+        assert!(
+            !present(&mut shard, b"big"),
+            "crash {crash}: no resurrection"
+        );
+        let drift = {
+            clock.advance_ns(200_000_000);
+            shard.poll().expect("poll");
+            shard.stats().sweep.clock_drift_ms
+        };
+        assert!(
+            drift < -3_500_000,
+            "the backwards drift is reported: {drift}"
+        );
+    }
+}
+
+/// A forward jump while running expires nothing early, shows as drift, and is not persisted:
+/// the checkpoint records the shard's own time, so a restart under the corrected wall clock
+/// does not inherit the jump.
+#[test]
+fn a_forward_jump_is_bounded_reported_and_not_persisted() {
+    let clock = ManualClock::new(T0);
+    let disk = SimDisk::new(8, FaultConfig::none());
+    let mut shard = open(&disk, &clock);
+    shard.put(b"k", b"v", T0 + 60_000).expect("put");
+    clock.set_wall_ms(T0 + 86_400_000);
+    clock.advance_ns(1_000_000_000);
+    assert!(present(&mut shard, b"k"), "a jump forward expires nothing");
+    assert!(
+        shard.now_ms() < T0 + 2_000,
+        "time follows the monotonic clock"
+    );
+    shard.poll().expect("poll");
+    assert!(
+        shard.stats().sweep.clock_drift_ms > 86_000_000,
+        "the jump shows as drift"
+    );
+    shard.close().expect("close");
+    clock.set_wall_ms(T0 + 2_000);
+    let mut shard = open(&disk, &clock);
+    assert!(
+        shard.now_ms() < T0 + 3_000,
+        "the persisted floor is the shard's time, not the jumped wall clock: {}",
+        shard.now_ms()
+    );
+    assert!(present(&mut shard, b"k"), "still alive after the restart");
+}
+
+/// A large value with a TTL: stored in the value log, acknowledged, recovered after a crash
+/// with the same expiry, expired on time, and swept (its value-log bytes become garbage).
+#[test]
+fn a_large_value_with_a_ttl_expires_on_time_after_a_crash_and_is_swept() {
+    let clock = ManualClock::new(T0);
+    let disk = SimDisk::new(9, FaultConfig::crashes());
+    let mut shard = open(&disk, &clock);
+    let big = vec![5u8; 50_000];
+    let lsn = shard.put(b"big", &big, T0 + 5_000).expect("put");
+    settle(&mut shard, lsn);
+    drop(shard);
+    disk.crash();
+    clock.advance_ns(4_000_000_000);
+    let mut shard = open(&disk, &clock);
+    let got = shard.get(b"big").expect("get").expect("present");
+    assert_eq!((got.bytes.len(), got.expiry_ms), (50_000, T0 + 5_000));
+    assert!(shard.stats().vlog.live_bytes > 50_000);
+    clock.advance_ns(1_000_000_000);
+    assert!(
+        !present(&mut shard, b"big"),
+        "expired at the same wall time"
+    );
+    for _ in 0..5 {
+        clock.advance_ns(200_000_000);
+        shard.poll().expect("poll");
+    }
+    assert_eq!(shard.stats().sweep.expired_swept, 1);
+    assert_eq!(
+        shard.stats().vlog.live_bytes,
+        0,
+        "the swept value is garbage"
+    );
+    shard.check_integrity().expect("integrity");
+}

@@ -65,7 +65,7 @@ pub struct VlogConfig {
     pub segment_bytes: u64,
     /// Most bytes of records staged and in flight; beyond it a large put is `Busy`.
     pub buffer_bytes_max: usize,
-    /// A segment becomes a GC victim once this percentage of it is garbage (1..=100).
+    /// GC runs while at least this percentage of the log's bytes is garbage (1..=100).
     pub gc_garbage_percent: u8,
     /// Bytes of a victim one GC slice reads (plus one record straddling the end).
     pub gc_slice_bytes: usize,
@@ -233,6 +233,9 @@ struct Flight {
     stage: Stage,
 }
 
+/// Segments whose header did not validate at open: (id, what is wrong).
+pub type DamagedSegments = Vec<(u64, String)>;
+
 /// A record found by [`ValueLog::scan_segment`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScannedRecord {
@@ -272,7 +275,7 @@ impl<V: Vfs> ValueLog<V> {
         shard_id: u32,
         sync_mode: SyncMode,
         segment_next: u64,
-    ) -> Result<(ValueLog<V>, Vec<(u64, String)>), VlogError> {
+    ) -> Result<(ValueLog<V>, DamagedSegments), VlogError> {
         let mut segments = BTreeMap::new();
         let mut damaged = Vec::new();
         let mut next_id = segment_next.max(1);
@@ -759,18 +762,30 @@ impl<V: Vfs> ValueLog<V> {
         .collect()
     }
 
-    /// The segment GC should collect next: the one with the highest garbage ratio at or above
-    /// the threshold.
+    /// The segment GC should collect next, if any. Collection starts once the garbage of the
+    /// whole log reaches `gc_garbage_percent` of its size, and takes the segment with the most
+    /// garbage (greedy: under uniform overwrites that is the oldest, whose live share is the
+    /// smallest, so the fewest bytes move per byte freed). Disk use therefore stays near
+    /// `live / (1 - percent/100)` plus the active segment. A segment with nothing live is
+    /// always taken: it costs no I/O, only a deletion after the next checkpoint.
     pub fn pick_victim(&self) -> Option<u64> {
         let busy = self.busy_segments();
-        let threshold = u64::from(self.config.gc_garbage_percent);
-        self.segments
-            .iter()
-            .filter(|(id, s)| {
+        let candidates = || {
+            self.segments.iter().filter(|(id, s)| {
                 !busy.contains(id) && s.retired_at.is_none() && !s.gc_failed && s.size > 0
             })
-            .filter(|(_, s)| (s.size - s.live_bytes.min(s.size)) * 100 >= threshold * s.size)
-            .max_by_key(|(_, s)| (s.size - s.live_bytes.min(s.size)) * 1000 / s.size)
+        };
+        if let Some((&id, _)) = candidates().find(|(_, s)| s.live_bytes == 0) {
+            return Some(id);
+        }
+        let size: u64 = self.segments.values().map(|s| s.size).sum();
+        let live: u64 = self.segments.values().map(|s| s.live_bytes).sum();
+        let garbage = size.saturating_sub(live);
+        if garbage * 100 < u64::from(self.config.gc_garbage_percent) * size {
+            return None;
+        }
+        candidates()
+            .max_by_key(|(_, s)| s.size.saturating_sub(s.live_bytes))
             .map(|(&id, _)| id)
     }
 
