@@ -12,7 +12,10 @@
 //! - a read that reaches past the end of the file reports the bytes inside it and zeroes the rest
 //!   of the buffer (O_DIRECT leaves it untouched); a short write is an error (`Io`), never retried;
 //! - where the filesystem refuses O_DIRECT the file is opened buffered (logged once per process);
-//!   durability is then the same, from fdatasync or RWF_DSYNC.
+//!   durability is then the same, from fdatasync or RWF_DSYNC;
+//! - an open file takes an entry of its core's fixed-file table when one is free (saving the
+//!   descriptor lookup per operation) and gives it back when dropped; without a free entry or a
+//!   table it uses its plain descriptor, with the same behaviour.
 //!
 //! Directory operations (open, rename, remove, list, sync_dir) are rare and run as ordinary
 //! blocking system calls on the calling core.
@@ -26,6 +29,7 @@ use jube_engine::storage::{
     IO_ALIGN,
 };
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,6 +54,7 @@ pub struct UringVfs {
     location: String,
     reactor: Rc<Reactor>,
     direct: DirectIo,
+    fixed_files: bool,
 }
 
 impl UringVfs {
@@ -86,7 +91,14 @@ impl UringVfs {
             location,
             reactor,
             direct,
+            fixed_files: true,
         })
+    }
+
+    /// Whether files opened from now on register in the ring's fixed-file table (default true,
+    /// where the kernel has one). Benchmarks compare the two.
+    pub fn set_fixed_files(&mut self, enabled: bool) {
+        self.fixed_files = enabled;
     }
 
     fn path_of(&self, name: &str) -> Result<PathBuf, IoError> {
@@ -132,7 +144,13 @@ impl Vfs for UringVfs {
             .metadata()
             .map_err(|err| self.error(&err, &path))?
             .len();
+        let fixed = if self.fixed_files {
+            self.reactor.register_file(file.as_raw_fd())
+        } else {
+            None
+        };
         Ok(UringFile {
+            fixed,
             file: Rc::new(file),
             path: path.display().to_string(),
             reactor: self.reactor.clone(),
@@ -192,6 +210,7 @@ impl Vfs for UringVfs {
             location,
             reactor: self.reactor.clone(),
             direct: self.direct,
+            fixed_files: self.fixed_files,
         })
     }
 
@@ -218,6 +237,8 @@ struct Pending {
 /// One open data file; its operations go through the ring of the core it was opened on.
 pub struct UringFile {
     file: Rc<File>,
+    /// Its entry in the ring's fixed-file table, if it has one.
+    fixed: Option<u32>,
     path: String,
     reactor: Rc<Reactor>,
     pending: Vec<Pending>,
@@ -229,6 +250,11 @@ impl UringFile {
     /// Whether the file bypasses the page cache (false after the O_DIRECT fallback).
     pub fn is_direct(&self) -> bool {
         self.caching == Caching::Direct
+    }
+
+    /// Whether operations name the file by a fixed-file table entry.
+    pub fn is_fixed(&self) -> bool {
+        self.fixed.is_some()
     }
 
     /// Submits a write linked to an fdatasync that starts only after the write succeeded
@@ -250,7 +276,7 @@ impl UringFile {
         let fd: FdHandle = self.file.clone();
         let (write_op, sync_op) = self
             .reactor
-            .submit_write_then_sync(fd, offset, buf)
+            .submit_write_then_sync(fd, self.fixed, offset, buf)
             .map_err(|_| self.queue_full(offset))?;
         self.pending.push(Pending {
             user_data: write_tag,
@@ -329,11 +355,18 @@ impl Storage for UringFile {
     fn submit(&mut self, user_data: u64, op: Op) -> Result<(), IoError> {
         self.check_tag(user_data);
         let fd: FdHandle = self.file.clone();
+        let fixed = self.fixed;
         let (spec, kind, offset, len) = match op {
             Op::Read { offset, buf } => {
                 check_aligned(&self.path, offset, buf.len())?;
                 let len = buf.len();
-                (OpSpec::Read { fd, offset, buf }, Kind::Read, offset, len)
+                let spec = OpSpec::Read {
+                    fd,
+                    fixed,
+                    offset,
+                    buf,
+                };
+                (spec, Kind::Read, offset, len)
             }
             Op::Write { offset, buf } => {
                 check_aligned(&self.path, offset, buf.len())?;
@@ -341,6 +374,7 @@ impl Storage for UringFile {
                 (
                     OpSpec::Write {
                         fd,
+                        fixed,
                         offset,
                         buf,
                         dsync: false,
@@ -356,6 +390,7 @@ impl Storage for UringFile {
                 (
                     OpSpec::Write {
                         fd,
+                        fixed,
                         offset,
                         buf,
                         dsync: true,
@@ -365,7 +400,7 @@ impl Storage for UringFile {
                     len,
                 )
             }
-            Op::SyncData => (OpSpec::SyncData { fd }, Kind::SyncData, 0, 0),
+            Op::SyncData => (OpSpec::SyncData { fd, fixed }, Kind::SyncData, 0, 0),
         };
         debug_assert!(len % IO_ALIGN == 0);
         let op = self
@@ -444,6 +479,9 @@ impl Drop for UringFile {
         // shutdown); the ring keeps their buffers and the descriptor until they finish.
         for pending in self.pending.drain(..) {
             self.reactor.forget(pending.op);
+        }
+        if let Some(index) = self.fixed.take() {
+            self.reactor.unregister_file(index);
         }
     }
 }

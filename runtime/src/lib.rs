@@ -30,7 +30,7 @@ pub use executor::{
 };
 pub use fs::{DirectIo, UringFile, UringVfs};
 pub use mesh::{Endpoint, Mesh, SendError, TrySendError};
-pub use net::{TcpListener, TcpStream};
+pub use net::{recv_stats, RecvStats, TcpListener, TcpStream};
 pub use reactor::{file_io_completed, FileIoCompleted};
 pub use runtime::{Builder, Runtime};
 pub use sys::ring::RingFeatures;
