@@ -15,11 +15,16 @@
 //!   durability is then the same, from fdatasync or RWF_DSYNC;
 //! - an open file takes an entry of its core's fixed-file table when one is free (saving the
 //!   descriptor lookup per operation) and gives it back when dropped; without a free entry or a
-//!   table it uses its plain descriptor, with the same behaviour.
+//!   table it uses its plain descriptor, with the same behaviour;
+//! - [`UringVfs::io_buffers`] registers buffers with the ring (IORING_REGISTER_BUFFERS) within
+//!   [`REGISTERED_BUFFER_BYTES_MAX`]; when the kernel refuses (ENOMEM past RLIMIT_MEMLOCK, EBUSY
+//!   when the ring already has some) it logs once and hands out plain buffers, which
+//!   [`UringFile::write_batch`] writes with ordinary writes: same results, no pinning saved.
 //!
 //! Directory operations (open, rename, remove, list, sync_dir) are rare and run as ordinary
 //! blocking system calls on the calling core.
 
+use crate::constants::REGISTERED_BUFFER_BYTES_MAX;
 use crate::executor;
 use crate::reactor::{OpId, QueueFull, Reactor, ReactorOptions};
 use crate::sys::file::{open_data_file, Caching};
@@ -35,6 +40,44 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
+static REGISTRATION_REFUSED_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// A write buffer from [`UringVfs::io_buffers`]: registered with its core's ring (written with
+/// IORING_OP_WRITE_FIXED, saving the page pinning of each O_DIRECT write) or, after a refused
+/// registration, a plain aligned buffer.
+pub struct IoBuf {
+    buf: AlignedBuf,
+    index: Option<u16>,
+}
+
+impl std::fmt::Debug for IoBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IoBuf")
+            .field("len", &self.buf.len())
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+impl IoBuf {
+    /// Whether the buffer is registered with the ring.
+    pub fn is_registered(&self) -> bool {
+        self.index.is_some()
+    }
+}
+
+impl std::ops::Deref for IoBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl std::ops::DerefMut for IoBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.buf
+    }
+}
 
 /// How files are opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +142,42 @@ impl UringVfs {
     /// where the kernel has one). Benchmarks compare the two.
     pub fn set_fixed_files(&mut self, enabled: bool) {
         self.fixed_files = enabled;
+    }
+
+    /// `count` zeroed write buffers of `size` bytes, registered with this core's ring if the
+    /// kernel accepts them and they fit [`REGISTERED_BUFFER_BYTES_MAX`]; otherwise (logged once
+    /// per process) plain buffers that work the same. A ring registers buffers once: a second call
+    /// on the same core gets plain buffers.
+    pub fn io_buffers(&self, count: usize, size: usize) -> Vec<IoBuf> {
+        let bufs: Vec<AlignedBuf> = (0..count).map(|_| AlignedBuf::zeroed(size)).collect();
+        let fits = count <= usize::from(u16::MAX)
+            && count.saturating_mul(size) <= REGISTERED_BUFFER_BYTES_MAX;
+        let registered = if fits {
+            self.reactor.register_buffers(&bufs)
+        } else {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{count} x {size} bytes exceeds the budget of {REGISTERED_BUFFER_BYTES_MAX}"
+                ),
+            ))
+        };
+        let registered = match registered {
+            Ok(()) => true,
+            Err(err) => {
+                if !REGISTRATION_REFUSED_LOGGED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(%err, count, size, "buffer registration refused: writing from plain buffers");
+                }
+                false
+            }
+        };
+        bufs.into_iter()
+            .enumerate()
+            .map(|(index, buf)| IoBuf {
+                buf,
+                index: registered.then(|| u16::try_from(index).expect("count checked above")),
+            })
+            .collect()
     }
 
     fn path_of(&self, name: &str) -> Result<PathBuf, IoError> {
@@ -293,6 +372,75 @@ impl UringFile {
             len: 0,
         });
         Ok(())
+    }
+
+    /// Writes each buffer at its offset, all in flight at once (registered buffers with
+    /// WRITE_FIXED), waits for every one, and returns the buffers in order. Not durable until a
+    /// `SyncData` after it. On an error every write has still finished (none is left running) and
+    /// the first error is returned; the buffers are then dropped.
+    pub fn write_batch(&mut self, writes: Vec<(u64, IoBuf)>) -> Result<Vec<IoBuf>, IoError> {
+        for (offset, io) in &writes {
+            check_aligned(&self.path, *offset, io.buf.len())?;
+        }
+        let mut submitted = Vec::with_capacity(writes.len());
+        let mut first_err = None;
+        for (offset, io) in writes {
+            let fd: FdHandle = self.file.clone();
+            let (len, fixed) = (io.buf.len(), self.fixed);
+            let spec = match io.index {
+                Some(index) => OpSpec::WriteFixed {
+                    fd,
+                    fixed,
+                    offset,
+                    buf: io.buf,
+                    index,
+                },
+                None => OpSpec::Write {
+                    fd,
+                    fixed,
+                    offset,
+                    buf: io.buf,
+                    dsync: false,
+                },
+            };
+            match self.reactor.submit(spec) {
+                Ok(op) => submitted.push((op, offset, len, io.index)),
+                Err(QueueFull(_)) => {
+                    first_err = Some(self.queue_full(offset));
+                    break;
+                }
+            }
+        }
+        let mut done = Vec::with_capacity(submitted.len());
+        for (op, offset, len, index) in submitted {
+            let (result, payload) = loop {
+                if let Some(finished) = self.reactor.take_done(op) {
+                    break finished;
+                }
+                self.reactor.turn(true);
+            };
+            let Payload::Aligned(buf) = payload else {
+                panic!("a file write returned {payload:?} instead of its buffer")
+            };
+            if result < 0 {
+                let err = std::io::Error::from_raw_os_error(-result);
+                first_err.get_or_insert(IoError::from_std(&err, &self.path, Some(offset)));
+            } else if result as usize != len {
+                first_err.get_or_insert(IoError::new(
+                    IoErrorKind::Io,
+                    &self.path,
+                    Some(offset),
+                    format!("short write: {result} of {len} bytes"),
+                ));
+            } else {
+                self.size = self.size.max(offset + len as u64);
+            }
+            done.push(IoBuf { buf, index });
+        }
+        match first_err {
+            Some(err) => Err(err),
+            None => Ok(done),
+        }
     }
 
     fn check_tag(&self, user_data: u64) {

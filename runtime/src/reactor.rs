@@ -194,6 +194,11 @@ impl Reactor {
         self.ring.borrow_mut().register_file(fd)
     }
 
+    /// Registers `bufs` as this ring's fixed buffers; the kernel's error if it refuses.
+    pub fn register_buffers(&self, bufs: &[AlignedBuf]) -> io::Result<()> {
+        self.ring.borrow_mut().register_buffers(bufs)
+    }
+
     /// Frees a fixed-file entry (in-flight requests keep their own file reference).
     pub fn unregister_file(&self, index: u32) {
         self.ring.borrow_mut().unregister_file(index);

@@ -61,6 +61,15 @@ pub enum OpSpec {
         buf: AlignedBuf,
         dsync: bool,
     },
+    /// pwrite of the whole buffer from registered buffer `index` (IORING_OP_WRITE_FIXED); the
+    /// buffer must be the very memory registered under that index on this ring.
+    WriteFixed {
+        fd: FdHandle,
+        fixed: Option<u32>,
+        offset: u64,
+        buf: AlignedBuf,
+        index: u16,
+    },
     /// fdatasync.
     SyncData { fd: FdHandle, fixed: Option<u32> },
     /// A relative timeout: completes with -ETIME when it expires.
@@ -123,6 +132,7 @@ impl std::fmt::Debug for OpSpec {
         let name = match self {
             OpSpec::Read { .. } => "Read",
             OpSpec::Write { .. } => "Write",
+            OpSpec::WriteFixed { .. } => "WriteFixed",
             OpSpec::SyncData { .. } => "SyncData",
             OpSpec::Timeout { .. } => "Timeout",
             OpSpec::Accept { .. } => "Accept",
@@ -173,6 +183,8 @@ pub struct Ring {
     recv_buffers: Option<BufRing>,
     /// Free indexes of the fixed-file table (empty when none is registered).
     fixed_free: Vec<u32>,
+    /// (address, length) of each registered buffer, by index.
+    registered_buffers: Vec<(usize, usize)>,
 }
 
 impl Ring {
@@ -225,6 +237,7 @@ impl Ring {
                         features,
                         recv_buffers,
                         fixed_free,
+                        registered_buffers: Vec::new(),
                     });
                 }
                 Err(err) if err.raw_os_error() == Some(libc::EINVAL) => last_err = Some(err),
@@ -251,6 +264,35 @@ impl Ring {
         }
     }
 
+    /// Registers `bufs` as the ring's fixed buffers (IORING_REGISTER_BUFFERS), pinning their pages
+    /// (counted against RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK). Fails with the
+    /// kernel's error (ENOMEM past the limit, EBUSY if the ring already has buffers) and leaves
+    /// nothing registered then.
+    pub fn register_buffers(&mut self, bufs: &[AlignedBuf]) -> io::Result<()> {
+        assert!(
+            bufs.len() <= usize::from(u16::MAX),
+            "too many buffers to register"
+        );
+        let iovecs: Vec<libc::iovec> = bufs
+            .iter()
+            .map(|buf| libc::iovec {
+                iov_base: buf.as_ptr() as *mut libc::c_void,
+                iov_len: buf.len(),
+            })
+            .collect();
+        // SAFETY: each iovec describes a live heap block. The kernel pins its pages, so they stay
+        // valid for it whatever we do with the block; and the kernel touches them only for a
+        // WRITE_FIXED naming their index, which `push` allows only while the caller holds that
+        // same block (checked against `registered_buffers`). A block freed by its owner is thus
+        // never used by the kernel again.
+        unsafe { self.uring.submitter().register_buffers(&iovecs) }?;
+        self.registered_buffers = bufs
+            .iter()
+            .map(|buf| (buf.as_ptr() as usize, buf.len()))
+            .collect();
+        Ok(())
+    }
+
     /// Empties entry `index` of the fixed-file table. Requests in flight on it keep their own
     /// reference to the file, so this is safe while they run.
     pub fn unregister_file(&mut self, index: u32) {
@@ -273,6 +315,14 @@ impl Ring {
 
     /// Queues `op` under `slot` (the SQE goes to the kernel at the next submit).
     pub fn push(&mut self, slot: u32, op: OpSpec) -> Result<(), PushError> {
+        if let OpSpec::WriteFixed { buf, index, .. } = &op {
+            let registered = self.registered_buffers.get(usize::from(*index));
+            assert!(
+                registered
+                    .is_some_and(|&(addr, len)| addr == buf.as_ptr() as usize && buf.len() <= len),
+                "WRITE_FIXED with buffer {index}, which is not the memory registered under it"
+            );
+        }
         if !self.make_room(1) {
             return Err(PushError::Full(op));
         }
@@ -574,6 +624,24 @@ fn build(op: OpSpec) -> (squeue::Entry, Held) {
             }
             .offset(offset)
             .rw_flags(flags)
+            .build();
+            held._fd = Some(fd);
+            held.payload = Payload::Aligned(buf);
+            entry
+        }
+        OpSpec::WriteFixed {
+            fd,
+            fixed,
+            offset,
+            buf,
+            index,
+        } => {
+            let (ptr, len) = (buf.as_ptr(), len_u32(buf.len()));
+            let entry = match fixed {
+                Some(file) => opcode::WriteFixed::new(types::Fixed(file), ptr, len, index),
+                None => opcode::WriteFixed::new(types::Fd(fd.as_raw_fd()), ptr, len, index),
+            }
+            .offset(offset)
             .build();
             held._fd = Some(fd);
             held.payload = Payload::Aligned(buf);
