@@ -47,13 +47,16 @@ static REGISTRATION_REFUSED_LOGGED: AtomicBool = AtomicBool::new(false);
 /// registration, a plain aligned buffer.
 pub struct IoBuf {
     buf: AlignedBuf,
+    /// Bytes in use: the slice the buffer derefs to and the length a write writes.
+    len: usize,
     index: Option<u16>,
 }
 
 impl std::fmt::Debug for IoBuf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IoBuf")
-            .field("len", &self.buf.len())
+            .field("len", &self.len)
+            .field("capacity", &self.buf.len())
             .field("index", &self.index)
             .finish()
     }
@@ -64,18 +67,28 @@ impl IoBuf {
     pub fn is_registered(&self) -> bool {
         self.index.is_some()
     }
+
+    /// Uses the first `len` bytes (at most the size it was made with); a write writes them.
+    pub fn set_len(&mut self, len: usize) {
+        assert!(
+            len <= self.buf.len(),
+            "IoBuf of {} bytes set to {len}",
+            self.buf.len()
+        );
+        self.len = len;
+    }
 }
 
 impl std::ops::Deref for IoBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        &self.buf
+        &self.buf[..self.len]
     }
 }
 
 impl std::ops::DerefMut for IoBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.buf
+        &mut self.buf[..self.len]
     }
 }
 
@@ -174,6 +187,7 @@ impl UringVfs {
         bufs.into_iter()
             .enumerate()
             .map(|(index, buf)| IoBuf {
+                len: buf.len(),
                 buf,
                 index: registered.then(|| u16::try_from(index).expect("count checked above")),
             })
@@ -380,31 +394,50 @@ impl UringFile {
     /// the first error is returned; the buffers are then dropped.
     pub fn write_batch(&mut self, writes: Vec<(u64, IoBuf)>) -> Result<Vec<IoBuf>, IoError> {
         for (offset, io) in &writes {
-            check_aligned(&self.path, *offset, io.buf.len())?;
+            check_aligned(&self.path, *offset, io.len)?;
         }
         let mut submitted = Vec::with_capacity(writes.len());
         let mut first_err = None;
         for (offset, io) in writes {
             let fd: FdHandle = self.file.clone();
-            let (len, fixed) = (io.buf.len(), self.fixed);
-            let spec = match io.index {
-                Some(index) => OpSpec::WriteFixed {
-                    fd,
-                    fixed,
-                    offset,
-                    buf: io.buf,
-                    index,
-                },
-                None => OpSpec::Write {
-                    fd,
-                    fixed,
-                    offset,
-                    buf: io.buf,
-                    dsync: false,
-                },
+            let (len, fixed, capacity) = (io.len, self.fixed, io.buf.len());
+            // A plain buffer writes whole; writing a prefix of one goes through a copy of that
+            // prefix (the fallback path only), and the original comes back afterwards.
+            let (spec, kept) = match io.index {
+                Some(index) => {
+                    let spec = OpSpec::WriteFixed {
+                        fd,
+                        fixed,
+                        offset,
+                        buf: io.buf,
+                        len,
+                        index,
+                    };
+                    (spec, None)
+                }
+                None if len == capacity => {
+                    let spec = OpSpec::Write {
+                        fd,
+                        fixed,
+                        offset,
+                        buf: io.buf,
+                        dsync: false,
+                    };
+                    (spec, None)
+                }
+                None => {
+                    let spec = OpSpec::Write {
+                        fd,
+                        fixed,
+                        offset,
+                        buf: AlignedBuf::from_slice_padded(&io.buf[..len]),
+                        dsync: false,
+                    };
+                    (spec, Some(io.buf))
+                }
             };
             match self.reactor.submit(spec) {
-                Ok(op) => submitted.push((op, offset, len, io.index)),
+                Ok(op) => submitted.push((op, offset, len, io.index, kept)),
                 Err(QueueFull(_)) => {
                     first_err = Some(self.queue_full(offset));
                     break;
@@ -412,7 +445,7 @@ impl UringFile {
             }
         }
         let mut done = Vec::with_capacity(submitted.len());
-        for (op, offset, len, index) in submitted {
+        for (op, offset, len, index, kept) in submitted {
             let (result, payload) = loop {
                 if let Some(finished) = self.reactor.take_done(op) {
                     break finished;
@@ -435,7 +468,11 @@ impl UringFile {
             } else {
                 self.size = self.size.max(offset + len as u64);
             }
-            done.push(IoBuf { buf, index });
+            done.push(IoBuf {
+                buf: kept.unwrap_or(buf),
+                len,
+                index,
+            });
         }
         match first_err {
             Some(err) => Err(err),

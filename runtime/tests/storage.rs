@@ -256,7 +256,7 @@ fn registered_buffers_write_and_refused_registration_falls_back() {
                 (65536 + index as u64 * 8192, buf)
             })
             .collect();
-        file.write_batch(again).unwrap();
+        let mut kept = file.write_batch(again).unwrap();
         file.sync_data().unwrap();
         let (read, _) = file.read_at(0, AlignedBuf::zeroed(98304)).unwrap();
         for index in 0..8 {
@@ -271,6 +271,33 @@ fn registered_buffers_write_and_refused_registration_falls_back() {
                 "block {index} again"
             );
         }
+        // Prefixes: a registered and a plain 8 KiB buffer each writing only their first 4 KiB.
+        let mut registered_buf = kept.pop().unwrap();
+        assert!(registered_buf.is_registered());
+        let mut plain_buf = vfs.io_buffers(1, 8192).pop().unwrap();
+        assert!(!plain_buf.is_registered());
+        for (index, buf) in [&mut registered_buf, &mut plain_buf]
+            .into_iter()
+            .enumerate()
+        {
+            buf.fill(0x55);
+            buf.set_len(4096);
+            buf.fill(0x60 + index as u8);
+        }
+        let prefixes = vec![(131072, registered_buf), (139264, plain_buf)];
+        let back = file.write_batch(prefixes).unwrap();
+        assert!(back.iter().all(|b| b.len() == 4096));
+        let (read, _) = file.read_at(131072, AlignedBuf::zeroed(16384)).unwrap();
+        assert!(read[..4096].iter().all(|&b| b == 0x60));
+        assert!(
+            read[4096..8192].iter().all(|&b| b == 0),
+            "a prefix write wrote past its length"
+        );
+        assert!(read[8192..12288].iter().all(|&b| b == 0x61));
+        assert!(
+            read[12288..].iter().all(|&b| b == 0),
+            "a prefix write wrote past its length"
+        );
         let misaligned = vec![(100, vfs.io_buffers(1, 4096).pop().unwrap())];
         assert_eq!(
             file.write_batch(misaligned).unwrap_err().kind,

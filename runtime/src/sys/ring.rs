@@ -61,13 +61,14 @@ pub enum OpSpec {
         buf: AlignedBuf,
         dsync: bool,
     },
-    /// pwrite of the whole buffer from registered buffer `index` (IORING_OP_WRITE_FIXED); the
+    /// pwrite of `buf[..len]` from registered buffer `index` (IORING_OP_WRITE_FIXED); the
     /// buffer must be the very memory registered under that index on this ring.
     WriteFixed {
         fd: FdHandle,
         fixed: Option<u32>,
         offset: u64,
         buf: AlignedBuf,
+        len: usize,
         index: u16,
     },
     /// fdatasync.
@@ -315,11 +316,18 @@ impl Ring {
 
     /// Queues `op` under `slot` (the SQE goes to the kernel at the next submit).
     pub fn push(&mut self, slot: u32, op: OpSpec) -> Result<(), PushError> {
-        if let OpSpec::WriteFixed { buf, index, .. } = &op {
+        if let OpSpec::WriteFixed {
+            buf, index, len, ..
+        } = &op
+        {
+            assert!(
+                *len <= buf.len(),
+                "WRITE_FIXED of {len} bytes from a shorter buffer"
+            );
             let registered = self.registered_buffers.get(usize::from(*index));
             assert!(
-                registered
-                    .is_some_and(|&(addr, len)| addr == buf.as_ptr() as usize && buf.len() <= len),
+                registered.is_some_and(|&(addr, registered_len)| addr == buf.as_ptr() as usize
+                    && buf.len() <= registered_len),
                 "WRITE_FIXED with buffer {index}, which is not the memory registered under it"
             );
         }
@@ -634,9 +642,10 @@ fn build(op: OpSpec) -> (squeue::Entry, Held) {
             fixed,
             offset,
             buf,
+            len,
             index,
         } => {
-            let (ptr, len) = (buf.as_ptr(), len_u32(buf.len()));
+            let (ptr, len) = (buf.as_ptr(), len_u32(len));
             let entry = match fixed {
                 Some(file) => opcode::WriteFixed::new(types::Fixed(file), ptr, len, index),
                 None => opcode::WriteFixed::new(types::Fd(fd.as_raw_fd()), ptr, len, index),
