@@ -345,6 +345,17 @@ impl UringFile {
         self.caching == Caching::Direct
     }
 
+    /// Allocates `len` bytes at `offset` (blocking fallocate): unwritten extents that later
+    /// writes fill without extending the file or allocating blocks under an exclusive inode lock.
+    /// The first fdatasync after writing into them still commits the journal (the extents turn
+    /// from unwritten to written); only pre-zeroed blocks avoid that (see docs/benchmarks.md).
+    pub fn allocate(&mut self, offset: u64, len: u64) -> Result<(), IoError> {
+        crate::sys::file::allocate(&self.file, offset, len)
+            .map_err(|err| IoError::from_std(&err, &self.path, Some(offset)))?;
+        self.size = self.size.max(offset + len);
+        Ok(())
+    }
+
     /// Whether operations name the file by a fixed-file table entry.
     pub fn is_fixed(&self) -> bool {
         self.fixed.is_some()
