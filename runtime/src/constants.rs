@@ -56,6 +56,34 @@ pub const LISTEN_BACKLOG: i32 = 1024;
 /// application has taken some (the kernel's listen backlog then holds the rest).
 pub const ACCEPT_BACKLOG_MAX: usize = 256;
 
+/// Provided buffers in each core's receive buffer ring (IORING_REGISTER_PBUF_RING), shared by every
+/// connection of that core. A multishot recv takes one per completion; the reactor copies the bytes
+/// into the connection's queue and hands the buffer back at the same reap, so the ring only runs dry
+/// (ENOBUFS, which ends the multishot without losing data: the bytes stay in the socket and the
+/// connection re-arms) when more than this many receives complete between two reaps. A power of two
+/// (the kernel's rule), at most 32768 (the kernel's bound).
+pub const RECV_BUFFER_COUNT: u16 = 128;
+
+/// Bytes in each provided receive buffer: one completion carries at most this much. 16 KiB holds a
+/// pipelined batch of small requests in one completion and keeps a 1 MiB transfer at 64 completions.
+pub const RECV_BUFFER_SIZE: usize = 16 * 1024;
+
+/// Received bytes a connection may have queued (copied out of provided buffers, not yet taken by
+/// its reader) before its multishot recv is cancelled; the kernel's socket buffer then holds the
+/// rest, which is TCP backpressure. A soft bound: completions already posted when the cancel is
+/// submitted are still queued (never dropped), at most one reap batch more.
+pub const RECV_QUEUED_BYTES_MAX: usize = 256 * 1024;
+
+/// Entries of each core's sparse table of registered (fixed) files. Registering a file table
+/// costs no locked memory; a data file takes an entry while it is open, and a file opened when
+/// the table is full uses its plain descriptor.
+pub const FIXED_FILES_MAX: u32 = 1024;
+
+/// The locked-memory budget of one core's registered I/O buffers. RLIMIT_MEMLOCK is 8 MiB on our
+/// machines and cannot be raised (shared/IO_URING.md), and it is shared by every core of the
+/// process: registration past it fails (ENOMEM) and the caller falls back to plain buffers.
+pub const REGISTERED_BUFFER_BYTES_MAX: usize = 4 * 1024 * 1024;
+
 /// How long shutdown waits for in-flight operations that ignore cancellation (file writes and syncs
 /// cannot be cancelled) before giving up and leaking their buffers instead of freeing memory the
 /// kernel may still write to.
@@ -69,3 +97,8 @@ const _: () = assert!(
 );
 const _: () = assert!(CORES_MAX * CORES_MAX * MESH_QUEUE_CAPACITY <= 1 << 22);
 const _: () = assert!(ACCEPT_BACKLOG_MAX <= LISTEN_BACKLOG as usize);
+const _: () = assert!(RECV_BUFFER_COUNT.is_power_of_two() && RECV_BUFFER_COUNT <= 32_768);
+const _: () = assert!(RECV_BUFFER_SIZE >= 4096 && RECV_BUFFER_SIZE <= u32::MAX as usize);
+const _: () = assert!(RECV_BUFFER_COUNT as usize * RECV_BUFFER_SIZE <= 8 * 1024 * 1024);
+const _: () = assert!(RECV_QUEUED_BYTES_MAX >= RECV_BUFFER_SIZE);
+const _: () = assert!(REGISTERED_BUFFER_BYTES_MAX <= 8 * 1024 * 1024);

@@ -12,11 +12,19 @@
 //! - a read that reaches past the end of the file reports the bytes inside it and zeroes the rest
 //!   of the buffer (O_DIRECT leaves it untouched); a short write is an error (`Io`), never retried;
 //! - where the filesystem refuses O_DIRECT the file is opened buffered (logged once per process);
-//!   durability is then the same, from fdatasync or RWF_DSYNC.
+//!   durability is then the same, from fdatasync or RWF_DSYNC;
+//! - an open file takes an entry of its core's fixed-file table when one is free (saving the
+//!   descriptor lookup per operation) and gives it back when dropped; without a free entry or a
+//!   table it uses its plain descriptor, with the same behaviour;
+//! - [`UringVfs::io_buffers`] registers buffers with the ring (IORING_REGISTER_BUFFERS) within
+//!   [`REGISTERED_BUFFER_BYTES_MAX`]; when the kernel refuses (ENOMEM past RLIMIT_MEMLOCK, EBUSY
+//!   when the ring already has some) it logs once and hands out plain buffers, which
+//!   [`UringFile::write_batch`] writes with ordinary writes: same results, no pinning saved.
 //!
 //! Directory operations (open, rename, remove, list, sync_dir) are rare and run as ordinary
 //! blocking system calls on the calling core.
 
+use crate::constants::REGISTERED_BUFFER_BYTES_MAX;
 use crate::executor;
 use crate::reactor::{OpId, QueueFull, Reactor, ReactorOptions};
 use crate::sys::file::{open_data_file, Caching};
@@ -26,11 +34,63 @@ use jube_engine::storage::{
     IO_ALIGN,
 };
 use std::fs::File;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
+static REGISTRATION_REFUSED_LOGGED: AtomicBool = AtomicBool::new(false);
+
+/// A write buffer from [`UringVfs::io_buffers`]: registered with its core's ring (written with
+/// IORING_OP_WRITE_FIXED, saving the page pinning of each O_DIRECT write) or, after a refused
+/// registration, a plain aligned buffer.
+pub struct IoBuf {
+    buf: AlignedBuf,
+    /// Bytes in use: the slice the buffer derefs to and the length a write writes.
+    len: usize,
+    index: Option<u16>,
+}
+
+impl std::fmt::Debug for IoBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IoBuf")
+            .field("len", &self.len)
+            .field("capacity", &self.buf.len())
+            .field("index", &self.index)
+            .finish()
+    }
+}
+
+impl IoBuf {
+    /// Whether the buffer is registered with the ring.
+    pub fn is_registered(&self) -> bool {
+        self.index.is_some()
+    }
+
+    /// Uses the first `len` bytes (at most the size it was made with); a write writes them.
+    pub fn set_len(&mut self, len: usize) {
+        assert!(
+            len <= self.buf.len(),
+            "IoBuf of {} bytes set to {len}",
+            self.buf.len()
+        );
+        self.len = len;
+    }
+}
+
+impl std::ops::Deref for IoBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl std::ops::DerefMut for IoBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.buf[..self.len]
+    }
+}
 
 /// How files are opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +110,7 @@ pub struct UringVfs {
     location: String,
     reactor: Rc<Reactor>,
     direct: DirectIo,
+    fixed_files: bool,
 }
 
 impl UringVfs {
@@ -86,7 +147,51 @@ impl UringVfs {
             location,
             reactor,
             direct,
+            fixed_files: true,
         })
+    }
+
+    /// Whether files opened from now on register in the ring's fixed-file table (default true,
+    /// where the kernel has one). Benchmarks compare the two.
+    pub fn set_fixed_files(&mut self, enabled: bool) {
+        self.fixed_files = enabled;
+    }
+
+    /// `count` zeroed write buffers of `size` bytes, registered with this core's ring if the
+    /// kernel accepts them and they fit [`REGISTERED_BUFFER_BYTES_MAX`]; otherwise (logged once
+    /// per process) plain buffers that work the same. A ring registers buffers once: a second call
+    /// on the same core gets plain buffers.
+    pub fn io_buffers(&self, count: usize, size: usize) -> Vec<IoBuf> {
+        let bufs: Vec<AlignedBuf> = (0..count).map(|_| AlignedBuf::zeroed(size)).collect();
+        let fits = count <= usize::from(u16::MAX)
+            && count.saturating_mul(size) <= REGISTERED_BUFFER_BYTES_MAX;
+        let registered = if fits {
+            self.reactor.register_buffers(&bufs)
+        } else {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "{count} x {size} bytes exceeds the budget of {REGISTERED_BUFFER_BYTES_MAX}"
+                ),
+            ))
+        };
+        let registered = match registered {
+            Ok(()) => true,
+            Err(err) => {
+                if !REGISTRATION_REFUSED_LOGGED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(%err, count, size, "buffer registration refused: writing from plain buffers");
+                }
+                false
+            }
+        };
+        bufs.into_iter()
+            .enumerate()
+            .map(|(index, buf)| IoBuf {
+                len: buf.len(),
+                buf,
+                index: registered.then(|| u16::try_from(index).expect("count checked above")),
+            })
+            .collect()
     }
 
     fn path_of(&self, name: &str) -> Result<PathBuf, IoError> {
@@ -132,7 +237,13 @@ impl Vfs for UringVfs {
             .metadata()
             .map_err(|err| self.error(&err, &path))?
             .len();
+        let fixed = if self.fixed_files {
+            self.reactor.register_file(file.as_raw_fd())
+        } else {
+            None
+        };
         Ok(UringFile {
+            fixed,
             file: Rc::new(file),
             path: path.display().to_string(),
             reactor: self.reactor.clone(),
@@ -192,6 +303,7 @@ impl Vfs for UringVfs {
             location,
             reactor: self.reactor.clone(),
             direct: self.direct,
+            fixed_files: self.fixed_files,
         })
     }
 
@@ -218,6 +330,8 @@ struct Pending {
 /// One open data file; its operations go through the ring of the core it was opened on.
 pub struct UringFile {
     file: Rc<File>,
+    /// Its entry in the ring's fixed-file table, if it has one.
+    fixed: Option<u32>,
     path: String,
     reactor: Rc<Reactor>,
     pending: Vec<Pending>,
@@ -229,6 +343,22 @@ impl UringFile {
     /// Whether the file bypasses the page cache (false after the O_DIRECT fallback).
     pub fn is_direct(&self) -> bool {
         self.caching == Caching::Direct
+    }
+
+    /// Allocates `len` bytes at `offset` (blocking fallocate): unwritten extents that later
+    /// writes fill without extending the file or allocating blocks under an exclusive inode lock.
+    /// The first fdatasync after writing into them still commits the journal (the extents turn
+    /// from unwritten to written); only pre-zeroed blocks avoid that (see docs/benchmarks.md).
+    pub fn allocate(&mut self, offset: u64, len: u64) -> Result<(), IoError> {
+        crate::sys::file::allocate(&self.file, offset, len)
+            .map_err(|err| IoError::from_std(&err, &self.path, Some(offset)))?;
+        self.size = self.size.max(offset + len);
+        Ok(())
+    }
+
+    /// Whether operations name the file by a fixed-file table entry.
+    pub fn is_fixed(&self) -> bool {
+        self.fixed.is_some()
     }
 
     /// Submits a write linked to an fdatasync that starts only after the write succeeded
@@ -250,7 +380,7 @@ impl UringFile {
         let fd: FdHandle = self.file.clone();
         let (write_op, sync_op) = self
             .reactor
-            .submit_write_then_sync(fd, offset, buf)
+            .submit_write_then_sync(fd, self.fixed, offset, buf)
             .map_err(|_| self.queue_full(offset))?;
         self.pending.push(Pending {
             user_data: write_tag,
@@ -267,6 +397,98 @@ impl UringFile {
             len: 0,
         });
         Ok(())
+    }
+
+    /// Writes each buffer at its offset, all in flight at once (registered buffers with
+    /// WRITE_FIXED), waits for every one, and returns the buffers in order. Not durable until a
+    /// `SyncData` after it. On an error every write has still finished (none is left running) and
+    /// the first error is returned; the buffers are then dropped.
+    pub fn write_batch(&mut self, writes: Vec<(u64, IoBuf)>) -> Result<Vec<IoBuf>, IoError> {
+        for (offset, io) in &writes {
+            check_aligned(&self.path, *offset, io.len)?;
+        }
+        let mut submitted = Vec::with_capacity(writes.len());
+        let mut first_err = None;
+        for (offset, io) in writes {
+            let fd: FdHandle = self.file.clone();
+            let (len, fixed, capacity) = (io.len, self.fixed, io.buf.len());
+            // A plain buffer writes whole; writing a prefix of one goes through a copy of that
+            // prefix (the fallback path only), and the original comes back afterwards.
+            let (spec, kept) = match io.index {
+                Some(index) => {
+                    let spec = OpSpec::WriteFixed {
+                        fd,
+                        fixed,
+                        offset,
+                        buf: io.buf,
+                        len,
+                        index,
+                    };
+                    (spec, None)
+                }
+                None if len == capacity => {
+                    let spec = OpSpec::Write {
+                        fd,
+                        fixed,
+                        offset,
+                        buf: io.buf,
+                        dsync: false,
+                    };
+                    (spec, None)
+                }
+                None => {
+                    let spec = OpSpec::Write {
+                        fd,
+                        fixed,
+                        offset,
+                        buf: AlignedBuf::from_slice_padded(&io.buf[..len]),
+                        dsync: false,
+                    };
+                    (spec, Some(io.buf))
+                }
+            };
+            match self.reactor.submit(spec) {
+                Ok(op) => submitted.push((op, offset, len, io.index, kept)),
+                Err(QueueFull(_)) => {
+                    first_err = Some(self.queue_full(offset));
+                    break;
+                }
+            }
+        }
+        let mut done = Vec::with_capacity(submitted.len());
+        for (op, offset, len, index, kept) in submitted {
+            let (result, payload) = loop {
+                if let Some(finished) = self.reactor.take_done(op) {
+                    break finished;
+                }
+                self.reactor.turn(true);
+            };
+            let Payload::Aligned(buf) = payload else {
+                panic!("a file write returned {payload:?} instead of its buffer")
+            };
+            if result < 0 {
+                let err = std::io::Error::from_raw_os_error(-result);
+                first_err.get_or_insert(IoError::from_std(&err, &self.path, Some(offset)));
+            } else if result as usize != len {
+                first_err.get_or_insert(IoError::new(
+                    IoErrorKind::Io,
+                    &self.path,
+                    Some(offset),
+                    format!("short write: {result} of {len} bytes"),
+                ));
+            } else {
+                self.size = self.size.max(offset + len as u64);
+            }
+            done.push(IoBuf {
+                buf: kept.unwrap_or(buf),
+                len,
+                index,
+            });
+        }
+        match first_err {
+            Some(err) => Err(err),
+            None => Ok(done),
+        }
     }
 
     fn check_tag(&self, user_data: u64) {
@@ -329,11 +551,18 @@ impl Storage for UringFile {
     fn submit(&mut self, user_data: u64, op: Op) -> Result<(), IoError> {
         self.check_tag(user_data);
         let fd: FdHandle = self.file.clone();
+        let fixed = self.fixed;
         let (spec, kind, offset, len) = match op {
             Op::Read { offset, buf } => {
                 check_aligned(&self.path, offset, buf.len())?;
                 let len = buf.len();
-                (OpSpec::Read { fd, offset, buf }, Kind::Read, offset, len)
+                let spec = OpSpec::Read {
+                    fd,
+                    fixed,
+                    offset,
+                    buf,
+                };
+                (spec, Kind::Read, offset, len)
             }
             Op::Write { offset, buf } => {
                 check_aligned(&self.path, offset, buf.len())?;
@@ -341,6 +570,7 @@ impl Storage for UringFile {
                 (
                     OpSpec::Write {
                         fd,
+                        fixed,
                         offset,
                         buf,
                         dsync: false,
@@ -356,6 +586,7 @@ impl Storage for UringFile {
                 (
                     OpSpec::Write {
                         fd,
+                        fixed,
                         offset,
                         buf,
                         dsync: true,
@@ -365,7 +596,7 @@ impl Storage for UringFile {
                     len,
                 )
             }
-            Op::SyncData => (OpSpec::SyncData { fd }, Kind::SyncData, 0, 0),
+            Op::SyncData => (OpSpec::SyncData { fd, fixed }, Kind::SyncData, 0, 0),
         };
         debug_assert!(len % IO_ALIGN == 0);
         let op = self
@@ -444,6 +675,9 @@ impl Drop for UringFile {
         // shutdown); the ring keeps their buffers and the descriptor until they finish.
         for pending in self.pending.drain(..) {
             self.reactor.forget(pending.op);
+        }
+        if let Some(index) = self.fixed.take() {
+            self.reactor.unregister_file(index);
         }
     }
 }

@@ -28,9 +28,9 @@ pub use executor::{
     core_count, current_core, ops_in_flight, spawn, spawn_background, try_spawn, yield_now,
     JoinHandle, Priority, SpawnError,
 };
-pub use fs::{DirectIo, UringFile, UringVfs};
+pub use fs::{DirectIo, IoBuf, UringFile, UringVfs};
 pub use mesh::{Endpoint, Mesh, SendError, TrySendError};
-pub use net::{TcpListener, TcpStream};
+pub use net::{recv_stats, RecvStats, TcpListener, TcpStream};
 pub use reactor::{file_io_completed, FileIoCompleted};
 pub use runtime::{Builder, Runtime};
 pub use sys::ring::RingFeatures;

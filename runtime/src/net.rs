@@ -1,9 +1,24 @@
 //! TCP on the ring: per-core SO_REUSEPORT listeners with multishot accept, and connections whose
 //! recv and send are ring operations on owned buffers.
 //!
+//! Receiving: a connection arms one multishot recv (IORING_RECV_MULTISHOT, Linux 6.0) that draws
+//! from its core's ring of provided buffers ([`crate::constants::RECV_BUFFER_COUNT`] buffers of
+//! [`crate::constants::RECV_BUFFER_SIZE`] bytes); the reactor copies each completion's bytes into
+//! the connection's queue and returns the buffer at once, and [`TcpStream::recv`] copies from that
+//! queue. One submission then serves every read of the connection until it ends.
+//!
 //! Invariants:
 //! - every buffer handed to a recv or send stays with the ring until the operation is over, even
 //!   if the future is dropped (the reactor cancels it and keeps the buffer until the final CQE);
+//! - a connection's bytes reach its reader exactly once and in order: one multishot is armed at a
+//!   time, its completions are queued in CQE order, and a dropped `recv` future loses nothing
+//!   (the bytes stay queued for the next call);
+//! - an empty buffer ring (ENOBUFS) ends the multishot with the data still in the socket: that
+//!   call reads once with a one-shot recv (so it always makes progress) and the next call re-arms;
+//!   a queue past [`crate::constants::RECV_QUEUED_BYTES_MAX`] cancels the multishot, and the next
+//!   call that finds the queue empty re-arms it;
+//! - where the kernel refuses provided buffer rings (before 5.19) or multishot recv (EINVAL on the
+//!   first one, before 6.0), the core falls back to one recv submission per call, logged once;
 //! - a listener keeps at most one multishot accept armed; completions it has not yet handed out
 //!   are bounded by [`crate::constants::ACCEPT_BACKLOG_MAX`] (past it the reactor cancels the
 //!   multishot and the kernel's listen backlog holds further connections until it is re-armed);
@@ -12,15 +27,26 @@
 
 use crate::constants::LISTEN_BACKLOG;
 use crate::executor;
-use crate::reactor::{submit_async, OpId, QueueFull, Reactor};
+pub use crate::reactor::RecvStats;
+use crate::reactor::{submit_async, OpId, QueueFull, Reactor, RecvEvent};
 use crate::sys::fd::adopt;
 use crate::sys::ring::{FdHandle, OpSpec, Payload};
 use crate::sys::socket::{listen_reuseport, set_nodelay};
+use std::cell::Cell;
 use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
+use std::sync::Once;
+
+static MULTISHOT_RECV_REFUSED: Once = Once::new();
+
+/// The receive counters of the current core (multishot completions, exhaustions, fallbacks).
+/// Must be called on a core.
+pub fn recv_stats() -> RecvStats {
+    executor::current().reactor.recv_stats()
+}
 
 /// A listening socket owned by one core.
 pub struct TcpListener {
@@ -114,10 +140,13 @@ impl Drop for TcpListener {
     }
 }
 
-/// A connected TCP socket owned by one core.
+/// A connected TCP socket owned by one core. One task reads it at a time (concurrent `recv`
+/// calls would share one multishot and one waker); sends may run alongside.
 pub struct TcpStream {
     socket: Rc<std::net::TcpStream>,
     reactor: Rc<Reactor>,
+    /// The armed multishot recv, if any.
+    multishot: Cell<Option<OpId>>,
 }
 
 impl TcpStream {
@@ -126,6 +155,7 @@ impl TcpStream {
         Ok(TcpStream {
             socket: Rc::new(std::net::TcpStream::from(fd)),
             reactor,
+            multishot: Cell::new(None),
         })
     }
 
@@ -135,6 +165,7 @@ impl TcpStream {
         Ok(TcpStream {
             socket: Rc::new(stream),
             reactor: executor::current().reactor.clone(),
+            multishot: Cell::new(None),
         })
     }
 
@@ -143,8 +174,74 @@ impl TcpStream {
     }
 
     /// Receives into `buf[..buf.len()]`; returns the byte count (0: the peer closed) and the buffer.
+    /// Through the multishot recv where the core has it (see the module doc), otherwise one recv
+    /// submission. Dropping the future loses no received bytes on the multishot path.
     pub async fn recv(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        let mut buf = buf;
+        if buf.is_empty() {
+            return (Ok(0), buf);
+        }
+        loop {
+            if !self.reactor.multishot_recv() && self.multishot.get().is_none() {
+                return self.recv_once(buf).await;
+            }
+            let id = match self.multishot.get() {
+                Some(id) => id,
+                None => match self.arm_recv() {
+                    Some(id) => id,
+                    None => {
+                        executor::yield_now().await;
+                        continue;
+                    }
+                },
+            };
+            let reactor = self.reactor.clone();
+            let event = poll_fn(|cx| reactor.poll_recv(id, &mut buf, cx)).await;
+            let result = match event {
+                RecvEvent::Data(count) => return (Ok(count), buf),
+                RecvEvent::Ended => {
+                    // Cancelled at the queue bound and drained: re-arm.
+                    self.multishot.set(None);
+                    continue;
+                }
+                RecvEvent::Result { result, ended } => {
+                    if ended {
+                        self.multishot.set(None);
+                    }
+                    result
+                }
+            };
+            if result == -libc::EINVAL && !self.reactor.multishot_recv_confirmed() {
+                MULTISHOT_RECV_REFUSED.call_once(|| {
+                    tracing::info!(
+                        "multishot recv unsupported by this kernel: one recv submission per read"
+                    );
+                });
+                self.reactor.disable_multishot_recv();
+                continue;
+            }
+            if result == -libc::ENOBUFS {
+                // The core's buffer ring ran dry: the bytes are still in the socket. Read them
+                // once into the caller's buffer (progress even if the ring stays dry); the next
+                // call re-arms the multishot.
+                self.reactor.count_recv(|s| s.buffer_exhaustions += 1);
+                return self.recv_once(buf).await;
+            }
+            return (count(result), buf);
+        }
+    }
+
+    fn arm_recv(&self) -> Option<OpId> {
         let fd: FdHandle = self.socket.clone();
+        let id = self.reactor.submit_stream(OpSpec::RecvMulti { fd }).ok()?;
+        self.reactor.count_recv(|s| s.multishot_arms += 1);
+        self.multishot.set(Some(id));
+        Some(id)
+    }
+
+    async fn recv_once(&self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        let fd: FdHandle = self.socket.clone();
+        self.reactor.count_recv(|s| s.oneshot_recvs += 1);
         let (result, payload) = submit_async(&self.reactor, OpSpec::Recv { fd, buf })
             .await
             .await;
@@ -174,6 +271,16 @@ impl TcpStream {
             }
         }
         (Ok(()), buf)
+    }
+}
+
+impl Drop for TcpStream {
+    fn drop(&mut self) {
+        // The multishot is cancelled in the kernel; the ring keeps the descriptor until its final
+        // completion, and completions that arrive meanwhile return their buffers unread.
+        if let Some(id) = self.multishot.take() {
+            self.reactor.cancel(id);
+        }
     }
 }
 

@@ -9,19 +9,27 @@
 //!   left to finish (a write is never silently skipped); either way its buffer stays held by the
 //!   ring until the kernel is done with it;
 //! - wakers are called only after every borrow of the reactor is released, so a woken task may use
-//!   the reactor again.
+//!   the reactor again;
+//! - a multishot recv's bytes are copied, in completion order, into its slot's queue at the reap
+//!   that delivers them (so the provided buffer goes back to the kernel at once), and leave the
+//!   queue only through [`Reactor::poll_recv`], in order; a queue past
+//!   [`RECV_QUEUED_BYTES_MAX`] cancels its multishot (the socket buffer holds the rest), and bytes
+//!   already delivered are never dropped while the owner lives.
 //!
 //! The reactor is used both by async tasks (through [`Reactor::poll_op`]) and by the engine's
 //! synchronous `Storage` calls (through [`Reactor::take_done`] and [`Reactor::turn`]), on the same
 //! thread: a blocking `wait` drives the ring and wakes the tasks whose I/O finished meanwhile.
 
-use crate::constants::{ACCEPT_BACKLOG_MAX, OPS_IN_FLIGHT_MAX, RING_CQ_ENTRIES, RING_ENTRIES};
+use crate::constants::{
+    ACCEPT_BACKLOG_MAX, FIXED_FILES_MAX, OPS_IN_FLIGHT_MAX, RECV_BUFFER_COUNT, RECV_BUFFER_SIZE,
+    RECV_QUEUED_BYTES_MAX, RING_CQ_ENTRIES, RING_ENTRIES,
+};
 use crate::sys::ring::{
     FdHandle, OpSpec, Payload, PushError, Reaped, Ring, RingFeatures, RingOptions,
 };
 use crate::sys::ring::{TOKEN_INTERNAL, TOKEN_WAKE};
 use jube_engine::storage::AlignedBuf;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
@@ -50,8 +58,38 @@ struct Active {
 
 struct Stream {
     results: VecDeque<i32>,
+    /// Bytes a multishot recv delivered and its owner has not taken yet (empty for accepts).
+    received: VecDeque<u8>,
     ended: bool,
     cancel_requested: bool,
+}
+
+/// What [`Reactor::poll_recv`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvEvent {
+    /// This many bytes were copied into the caller's buffer.
+    Data(usize),
+    /// A result without data (0: the peer closed; negative: -errno). `ended`: it was the
+    /// multishot's final completion and its slot is now free.
+    Result { result: i32, ended: bool },
+    /// The multishot ended without a result to report (cancelled at the queue bound): its slot is
+    /// free; re-arm to read on.
+    Ended,
+}
+
+/// Counters of the receive paths on one core, for tests and diagnostics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RecvStats {
+    /// Multishot receives armed.
+    pub multishot_arms: u64,
+    /// Completions that carried bytes in a provided buffer.
+    pub multishot_completions: u64,
+    /// Multishots ended by an empty buffer ring (ENOBUFS) and re-armed.
+    pub buffer_exhaustions: u64,
+    /// Multishots cancelled because the connection's queue reached its bound.
+    pub queue_full_cancels: u64,
+    /// One-shot recv submissions (the fallback path, and the read after an exhaustion).
+    pub oneshot_recvs: u64,
 }
 
 struct Slots {
@@ -65,6 +103,10 @@ pub struct ReactorOptions {
     pub taskrun_flags: bool,
     pub msg_ring: bool,
     pub slots: usize,
+    /// Provided receive buffers (count, bytes each); count 0 forces one recv per call.
+    pub recv_buffers: (u16, usize),
+    /// Entries of the fixed-file table; 0 forces plain descriptors.
+    pub fixed_files: u32,
 }
 
 impl Default for ReactorOptions {
@@ -73,6 +115,8 @@ impl Default for ReactorOptions {
             taskrun_flags: true,
             msg_ring: true,
             slots: OPS_IN_FLIGHT_MAX,
+            recv_buffers: (RECV_BUFFER_COUNT, RECV_BUFFER_SIZE),
+            fixed_files: FIXED_FILES_MAX,
         }
     }
 }
@@ -85,6 +129,12 @@ pub struct Reactor {
     /// the engine reaps by polling): a count, and the tasks to wake when it grows.
     unawaited_completions: std::cell::Cell<u64>,
     unawaited_waiters: RefCell<Vec<Waker>>,
+    /// Multishot recv is usable: buffers registered, and the kernel has not refused the flag.
+    multishot_recv: Cell<bool>,
+    /// A multishot recv has delivered data here, so the kernel supports it (an EINVAL after that
+    /// is the socket's error, not a missing feature).
+    multishot_recv_confirmed: Cell<bool>,
+    recv_stats: Cell<RecvStats>,
 }
 
 impl Reactor {
@@ -94,8 +144,11 @@ impl Reactor {
             cq_entries: RING_CQ_ENTRIES,
             taskrun_flags: options.taskrun_flags,
             msg_ring: options.msg_ring,
+            recv_buffers: options.recv_buffers,
+            fixed_files: options.fixed_files,
         };
         let ring = Ring::new(options.slots, ring_options)?;
+        let multishot_recv = ring.features().recv_buffers;
         let slots = Slots {
             states: (0..options.slots).map(|_| State::Free).collect(),
             free: (0..options.slots as u32).rev().collect(),
@@ -105,7 +158,50 @@ impl Reactor {
             slots: RefCell::new(slots),
             unawaited_completions: std::cell::Cell::new(0),
             unawaited_waiters: RefCell::new(Vec::new()),
+            multishot_recv: Cell::new(multishot_recv),
+            multishot_recv_confirmed: Cell::new(false),
+            recv_stats: Cell::new(RecvStats::default()),
         })
+    }
+
+    /// Whether receives use multishot recv with provided buffers.
+    pub fn multishot_recv(&self) -> bool {
+        self.multishot_recv.get()
+    }
+
+    /// Whether a multishot recv has delivered data on this reactor.
+    pub fn multishot_recv_confirmed(&self) -> bool {
+        self.multishot_recv_confirmed.get()
+    }
+
+    /// Turns multishot recv off for this reactor (the kernel refused it).
+    pub fn disable_multishot_recv(&self) {
+        self.multishot_recv.set(false);
+    }
+
+    pub fn recv_stats(&self) -> RecvStats {
+        self.recv_stats.get()
+    }
+
+    pub fn count_recv(&self, update: impl FnOnce(&mut RecvStats)) {
+        let mut stats = self.recv_stats.get();
+        update(&mut stats);
+        self.recv_stats.set(stats);
+    }
+
+    /// Puts `fd` in the ring's fixed-file table; None if there is no room or no table.
+    pub fn register_file(&self, fd: RawFd) -> Option<u32> {
+        self.ring.borrow_mut().register_file(fd)
+    }
+
+    /// Registers `bufs` as this ring's fixed buffers; the kernel's error if it refuses.
+    pub fn register_buffers(&self, bufs: &[AlignedBuf]) -> io::Result<()> {
+        self.ring.borrow_mut().register_buffers(bufs)
+    }
+
+    /// Frees a fixed-file entry (in-flight requests keep their own file reference).
+    pub fn unregister_file(&self, index: u32) {
+        self.ring.borrow_mut().unregister_file(index);
     }
 
     pub fn features(&self) -> RingFeatures {
@@ -153,12 +249,14 @@ impl Reactor {
     pub fn submit_write_then_sync(
         &self,
         fd: FdHandle,
+        fixed: Option<u32>,
         offset: u64,
         buf: AlignedBuf,
     ) -> Result<(OpId, OpId), QueueFull> {
         let Some(write_slot) = self.allocate(false) else {
             return Err(QueueFull(OpSpec::Write {
                 fd,
+                fixed: None,
                 offset,
                 buf,
                 dsync: false,
@@ -168,6 +266,7 @@ impl Reactor {
             self.release(write_slot);
             return Err(QueueFull(OpSpec::Write {
                 fd,
+                fixed: None,
                 offset,
                 buf,
                 dsync: false,
@@ -176,7 +275,7 @@ impl Reactor {
         let pushed = self
             .ring
             .borrow_mut()
-            .push_write_then_sync(write_slot, sync_slot, fd, offset, buf);
+            .push_write_then_sync(write_slot, sync_slot, fd, fixed, offset, buf);
         match pushed {
             Ok(()) => Ok((OpId(write_slot), OpId(sync_slot))),
             Err(PushError::Full(op)) => {
@@ -197,6 +296,7 @@ impl Reactor {
         let slot = slots.free.pop()?;
         let stream = stream.then(|| Stream {
             results: VecDeque::new(),
+            received: VecDeque::new(),
             ended: false,
             cancel_requested: false,
         });
@@ -261,6 +361,47 @@ impl Reactor {
             slots.states[id.0 as usize] = State::Free;
             slots.free.push(id.0);
             return Poll::Ready(None);
+        }
+        set_waker(&mut active.waker, cx.waker());
+        Poll::Pending
+    }
+
+    /// Copies the next bytes of a multishot recv into `buf` (at most its length), or reports its
+    /// next result or its end, or registers `cx`'s waker. Bytes come before results, in order.
+    pub fn poll_recv(&self, id: OpId, buf: &mut [u8], cx: &mut Context<'_>) -> Poll<RecvEvent> {
+        let mut slots = self.slots.borrow_mut();
+        let State::Active(active) = &mut slots.states[id.0 as usize] else {
+            panic!("recv stream {id:?} polled after it ended");
+        };
+        let stream = active
+            .stream
+            .as_mut()
+            .expect("poll_recv on a one-shot operation");
+        if !stream.received.is_empty() {
+            let count = buf.len().min(stream.received.len());
+            let (front, back) = stream.received.as_slices();
+            let from_front = count.min(front.len());
+            buf[..from_front].copy_from_slice(&front[..from_front]);
+            buf[from_front..count].copy_from_slice(&back[..count - from_front]);
+            stream.received.drain(..count);
+            if stream.received.is_empty() && stream.received.capacity() > 4 * RECV_BUFFER_SIZE {
+                // A burst grew the queue: give its memory back rather than keep the peak.
+                stream.received = VecDeque::new();
+            }
+            return Poll::Ready(RecvEvent::Data(count));
+        }
+        if let Some(result) = stream.results.pop_front() {
+            let ended = stream.ended && stream.results.is_empty();
+            if ended {
+                slots.states[id.0 as usize] = State::Free;
+                slots.free.push(id.0);
+            }
+            return Poll::Ready(RecvEvent::Result { result, ended });
+        }
+        if stream.ended {
+            slots.states[id.0 as usize] = State::Free;
+            slots.free.push(id.0);
+            return Poll::Ready(RecvEvent::Ended);
         }
         set_waker(&mut active.waker, cx.waker());
         Poll::Pending
@@ -350,7 +491,7 @@ impl Reactor {
     fn dispatch(
         &self,
         slots: &mut Slots,
-        reaped: Reaped,
+        reaped: Reaped<'_>,
         wakers: &mut Vec<Waker>,
         cancels: &mut Vec<u32>,
     ) {
@@ -377,17 +518,32 @@ impl Reactor {
             panic!("completion for slot {slot} which is not active");
         };
         if let Some(stream) = active.stream.as_mut() {
-            // The final -ECANCELED of a cancelled multishot only says "ended"; it is not a result.
-            if reaped.result != -libc::ECANCELED || reaped.more {
-                stream.results.push_back(reaped.result);
+            match reaped.data {
+                // Bytes of a multishot recv: queue them (unless nobody will read them).
+                Some(data) if reaped.result > 0 => {
+                    if !active.orphaned {
+                        stream.received.extend(data.iter());
+                    }
+                    let mut stats = self.recv_stats.get();
+                    stats.multishot_completions += 1;
+                    self.recv_stats.set(stats);
+                    self.multishot_recv_confirmed.set(true);
+                }
+                // The final -ECANCELED of a cancelled multishot only says "ended".
+                _ if reaped.result == -libc::ECANCELED && !reaped.more => {}
+                _ => stream.results.push_back(reaped.result),
             }
             stream.ended = !reaped.more;
-            if !stream.ended
-                && !stream.cancel_requested
-                && stream.results.len() >= ACCEPT_BACKLOG_MAX
-            {
+            let full = stream.results.len() >= ACCEPT_BACKLOG_MAX
+                || stream.received.len() >= RECV_QUEUED_BYTES_MAX;
+            if !stream.ended && !stream.cancel_requested && full {
                 stream.cancel_requested = true;
                 cancels.push(slot);
+                if !stream.received.is_empty() {
+                    let mut stats = self.recv_stats.get();
+                    stats.queue_full_cancels += 1;
+                    self.recv_stats.set(stats);
+                }
             }
             let free = active.orphaned && stream.ended;
             if let Some(waker) = active.waker.take() {

@@ -4,7 +4,9 @@
 //! target descriptor is known before any message is sent) or returns the first failure, with every
 //! started core stopped again; dropping the runtime stops and joins every core.
 
-use crate::constants::{CORES_MAX, IDLE_SPIN};
+use crate::constants::{
+    CORES_MAX, FIXED_FILES_MAX, IDLE_SPIN, RECV_BUFFER_COUNT, RECV_BUFFER_SIZE,
+};
 use crate::error::RuntimeError;
 use crate::executor::{self, Core, CoreShared, Job, SpawnError};
 use crate::mesh::Mesh;
@@ -56,6 +58,32 @@ impl Builder {
     /// it to reach `QueueFull`.
     pub fn ops_in_flight_max(mut self, slots: usize) -> Builder {
         self.reactor.slots = slots;
+        self
+    }
+
+    /// Receive with multishot recv and provided buffers where the kernel has them (default true);
+    /// false forces one recv submission per read, the fallback path.
+    pub fn multishot_recv(mut self, enabled: bool) -> Builder {
+        self.reactor.recv_buffers = if enabled {
+            (RECV_BUFFER_COUNT, RECV_BUFFER_SIZE)
+        } else {
+            (0, 0)
+        };
+        self
+    }
+
+    /// The provided receive buffers of each core (default [`RECV_BUFFER_COUNT`] of
+    /// [`RECV_BUFFER_SIZE`] bytes); tests shrink them to exhaust the ring. `count` must be a power
+    /// of two (the kernel's rule).
+    pub fn recv_buffers(mut self, count: u16, size: usize) -> Builder {
+        self.reactor.recv_buffers = (count, size);
+        self
+    }
+
+    /// Register a fixed-file table per core (default true); false makes files use plain
+    /// descriptors.
+    pub fn fixed_files(mut self, enabled: bool) -> Builder {
+        self.reactor.fixed_files = if enabled { FIXED_FILES_MAX } else { 0 };
         self
     }
 
@@ -158,6 +186,8 @@ impl Runtime {
             cores = config.cores,
             setup = runtime.features.setup_flags,
             msg_ring = runtime.features.msg_ring,
+            recv_buffers = runtime.features.recv_buffers,
+            fixed_files = runtime.features.fixed_files,
             "runtime started"
         );
         Ok(runtime)
@@ -273,6 +303,8 @@ fn placeholder_features() -> RingFeatures {
     RingFeatures {
         setup_flags: "none",
         msg_ring: false,
+        recv_buffers: false,
+        fixed_files: false,
     }
 }
 
@@ -283,6 +315,8 @@ fn check_io_uring() -> Result<(), RuntimeError> {
         cq_entries: 8,
         taskrun_flags: false,
         msg_ring: false,
+        recv_buffers: (0, 0),
+        fixed_files: 0,
     };
     Ring::new(1, options)
         .map(drop)

@@ -1,7 +1,7 @@
 //! TCP echo over 127.0.0.1. Strategy: two cores each bind the same ephemeral port with
 //! SO_REUSEPORT and echo through the ring (multishot accept, recv, send); 20 blocking client
 //! threads each send numbered messages and check every echo byte for byte. A second test drops a
-//! connection's task mid-recv and checks the ring released the operation.
+//! connection mid-recv and checks the ring released the operation.
 
 use jube_runtime::{ops_in_flight, sleep, spawn, Runtime, TcpListener};
 use std::io::{Read, Write};
@@ -117,6 +117,9 @@ fn dropping_a_pending_recv_releases_its_operation() {
         let outcome =
             jube_runtime::timeout(Duration::from_millis(10), stream.recv(vec![0u8; 64])).await;
         assert!(outcome.is_err());
+        // A multishot recv stays armed for the connection's next read (no byte is lost between
+        // reads); dropping the connection is what cancels it.
+        drop(stream);
         for _ in 0..100 {
             if ops_in_flight() <= baseline {
                 break;

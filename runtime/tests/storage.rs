@@ -193,14 +193,116 @@ fn storage_conforms_off_the_runtime_on_a_real_directory() {
     conformance(&mut vfs);
 }
 
+/// On a core, with files in the ring's fixed-file table (the default) and with plain
+/// descriptors (the table turned off, as on a kernel that refuses it).
 #[test]
 fn storage_conforms_on_a_core() {
+    for fixed_files in [true, false] {
+        let dir = tempfile::tempdir_in("/tmp").unwrap();
+        let path = dir.path().to_path_buf();
+        let rt = Runtime::builder()
+            .cores(1)
+            .pin(false)
+            .fixed_files(fixed_files)
+            .build()
+            .unwrap();
+        assert_eq!(rt.features().fixed_files, fixed_files);
+        rt.block_on(0, move || async move {
+            let mut vfs = UringVfs::open(&path).unwrap();
+            let probe = vfs.open("probe", OpenMode::CreateNew).unwrap();
+            assert_eq!(probe.is_fixed(), fixed_files);
+            drop(probe);
+            vfs.remove("probe").unwrap();
+            conformance(&mut vfs);
+        })
+        .unwrap();
+    }
+}
+
+/// Registered buffers, and the fallback when registration is refused. The first registration on
+/// a core succeeds; a second one is refused by the kernel (EBUSY: a ring has one buffer table),
+/// and a request past REGISTERED_BUFFER_BYTES_MAX is refused before asking the kernel. (ENOMEM
+/// past RLIMIT_MEMLOCK cannot be provoked portably: a process with CAP_IPC_LOCK is not charged.)
+/// Every kind of buffer must write the same bytes.
+#[test]
+fn registered_buffers_write_and_refused_registration_falls_back() {
     let dir = tempfile::tempdir_in("/tmp").unwrap();
     let path = dir.path().to_path_buf();
     let rt = Runtime::builder().cores(1).pin(false).build().unwrap();
     rt.block_on(0, move || async move {
         let mut vfs = UringVfs::open(&path).unwrap();
-        conformance(&mut vfs);
+        let mut file = vfs.open("log", OpenMode::CreateNew).unwrap();
+        let registered = vfs.io_buffers(4, 8192);
+        assert!(registered.iter().all(|b| b.is_registered()));
+        let refused = vfs.io_buffers(4, 8192);
+        assert!(refused.iter().all(|b| !b.is_registered()));
+        let over_budget = vfs.io_buffers(2, 3 * 1024 * 1024);
+        assert!(over_budget.iter().all(|b| !b.is_registered()));
+        let mut writes = Vec::new();
+        for (index, mut buf) in registered.into_iter().chain(refused).enumerate() {
+            buf.fill(index as u8 + 1);
+            writes.push((index as u64 * 8192, buf));
+        }
+        let back = file.write_batch(writes).unwrap();
+        assert_eq!(back.len(), 8);
+        assert_eq!(back.iter().filter(|b| b.is_registered()).count(), 4);
+        // Reuse the registered buffers for a second batch (how a WAL would cycle them).
+        let again: Vec<_> = back
+            .into_iter()
+            .filter(|b| b.is_registered())
+            .enumerate()
+            .map(|(index, mut buf)| {
+                buf.fill(0xa0 + index as u8);
+                (65536 + index as u64 * 8192, buf)
+            })
+            .collect();
+        let mut kept = file.write_batch(again).unwrap();
+        file.sync_data().unwrap();
+        let (read, _) = file.read_at(0, AlignedBuf::zeroed(98304)).unwrap();
+        for index in 0..8 {
+            let block = &read[index * 8192..(index + 1) * 8192];
+            assert!(block.iter().all(|&b| b == index as u8 + 1), "block {index}");
+        }
+        for index in 0..4 {
+            let start = 65536 + index * 8192;
+            let block = &read[start..start + 8192];
+            assert!(
+                block.iter().all(|&b| b == 0xa0 + index as u8),
+                "block {index} again"
+            );
+        }
+        // Prefixes: a registered and a plain 8 KiB buffer each writing only their first 4 KiB.
+        let mut registered_buf = kept.pop().unwrap();
+        assert!(registered_buf.is_registered());
+        let mut plain_buf = vfs.io_buffers(1, 8192).pop().unwrap();
+        assert!(!plain_buf.is_registered());
+        for (index, buf) in [&mut registered_buf, &mut plain_buf]
+            .into_iter()
+            .enumerate()
+        {
+            buf.fill(0x55);
+            buf.set_len(4096);
+            buf.fill(0x60 + index as u8);
+        }
+        let prefixes = vec![(131072, registered_buf), (139264, plain_buf)];
+        let back = file.write_batch(prefixes).unwrap();
+        assert!(back.iter().all(|b| b.len() == 4096));
+        let (read, _) = file.read_at(131072, AlignedBuf::zeroed(16384)).unwrap();
+        assert!(read[..4096].iter().all(|&b| b == 0x60));
+        assert!(
+            read[4096..8192].iter().all(|&b| b == 0),
+            "a prefix write wrote past its length"
+        );
+        assert!(read[8192..12288].iter().all(|&b| b == 0x61));
+        assert!(
+            read[12288..].iter().all(|&b| b == 0),
+            "a prefix write wrote past its length"
+        );
+        let misaligned = vec![(100, vfs.io_buffers(1, 4096).pop().unwrap())];
+        assert_eq!(
+            file.write_batch(misaligned).unwrap_err().kind,
+            IoErrorKind::InvalidInput
+        );
     })
     .unwrap();
 }

@@ -1,5 +1,7 @@
 //! TCP echo over loopback: the runtime (2 cores, SO_REUSEPORT listener per core, ring recv/send)
-//! against the same echo on tokio (multi-thread, 2 workers), in the same run, alternating.
+//! against the same echo on tokio (multi-thread, 2 workers), in the same run, alternating. The
+//! runtime runs twice per round: with multishot recv and provided buffers (the default), and with
+//! the one-recv-per-call fallback forced on.
 //!
 //! One load generator (a tokio current-thread runtime on its own thread) keeps 50 connections
 //! busy, each sending a 64-byte request and waiting for its 64-byte echo, for a fixed time; the
@@ -45,8 +47,12 @@ async fn jube_serve(mut listener: jube_runtime::TcpListener) {
     }
 }
 
-fn start_jube() -> (jube_runtime::Runtime, SocketAddr) {
-    let rt = jube_runtime::Runtime::new(2).expect("runtime");
+fn start_jube(multishot: bool) -> (jube_runtime::Runtime, SocketAddr) {
+    let rt = jube_runtime::Runtime::builder()
+        .cores(2)
+        .multishot_recv(multishot)
+        .build()
+        .expect("runtime");
     let addr = rt
         .block_on(0, || async {
             let listener = jube_runtime::TcpListener::bind("127.0.0.1:0".parse().expect("addr"))
@@ -145,16 +151,19 @@ fn main() {
     let seconds: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(3.0);
     let rounds: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(3);
     let run = Duration::from_secs_f64(seconds);
-    let (mut jube, mut tokio) = (Vec::new(), Vec::new());
+    let (mut jube, mut oneshot, mut tokio) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         let (rt, addr) = start_tokio();
         tokio.push(load(addr, run));
         rt.shutdown_timeout(Duration::from_secs(1));
-        let (rt, addr) = start_jube();
+        let (rt, addr) = start_jube(true);
         jube.push(load(addr, run));
         rt.shutdown().expect("jube shutdown");
+        let (rt, addr) = start_jube(false);
+        oneshot.push(load(addr, run));
+        rt.shutdown().expect("jube shutdown");
     }
-    let (t, j) = (summarize(&tokio), summarize(&jube));
+    let (t, j, o) = (summarize(&tokio), summarize(&jube), summarize(&oneshot));
     println!("| echo, {CONNECTIONS} connections, {MESSAGE_BYTES} B | round trips/s (median of {rounds}) | min..max | vs tokio |");
     println!("|---|---|---|---|");
     println!(
@@ -165,11 +174,19 @@ fn main() {
         t.max
     );
     println!(
-        "| jube-runtime, 2 cores{} | {:.0} | {:.0}..{:.0} | {:.2}x |",
+        "| jube-runtime, 2 cores, multishot recv{} | {:.0} | {:.0}..{:.0} | {:.2}x |",
         stability(&j),
         j.median,
         j.min,
         j.max,
         j.median / t.median
+    );
+    println!(
+        "| jube-runtime, 2 cores, one recv per call{} | {:.0} | {:.0}..{:.0} | {:.2}x |",
+        stability(&o),
+        o.median,
+        o.min,
+        o.max,
+        o.median / t.median
     );
 }

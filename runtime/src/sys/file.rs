@@ -6,6 +6,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -50,4 +51,18 @@ pub fn open_data_file(
         }
     }
     open(0).map(|file| (file, Caching::Buffered))
+}
+
+/// Allocates `len` bytes at `offset` (fallocate mode 0: the blocks become unwritten extents and
+/// the size grows to cover them), so later writes there neither extend the file nor allocate.
+pub fn allocate(file: &File, offset: u64, len: u64) -> io::Result<()> {
+    let offset =
+        libc::off_t::try_from(offset).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    // SAFETY: fallocate takes no pointers; the descriptor is kept open by the borrow of `file`.
+    let ret = unsafe { libc::fallocate(file.as_raw_fd(), 0, offset, len) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

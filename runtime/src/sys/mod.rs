@@ -7,6 +7,7 @@
 
 #![allow(unsafe_code)]
 
+pub mod buf_ring;
 pub mod fd;
 pub mod file;
 pub mod ring;

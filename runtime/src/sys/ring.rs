@@ -13,7 +13,14 @@
 //!
 //! Descriptors are kept alive the same way (an `Rc` clone in `held`), so a file closed by its owner
 //! while an SQE still names its number cannot be confused with a newly opened file of that number.
+//! A registered (fixed) file is named by its table index instead; the kernel keeps its own
+//! reference to the file for every request in flight, so unregistering it while I/O runs is safe.
+//!
+//! Multishot receives take their memory from the ring's provided-buffer group ([`BufRing`]): a
+//! completion lends its buffer to the reaper for the duration of one callback, and the buffer goes
+//! back to the kernel when the reap ends.
 
+use super::buf_ring::BufRing;
 use crate::constants::DRAIN_TIMEOUT;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use jube_engine::storage::AlignedBuf;
@@ -28,6 +35,9 @@ pub const TOKEN_WAKE: u64 = u64::MAX;
 /// both submitted with IOSQE_CQE_SKIP_SUCCESS); a CQE with it carries an error to log.
 pub const TOKEN_INTERNAL: u64 = u64::MAX - 1;
 
+/// The buffer group id of the ring's provided receive buffers.
+const RECV_BUFFER_GROUP: u16 = 0;
+
 /// `IORING_ENTER_GETEVENTS`: with DEFER_TASKRUN, completions are only posted by an enter carrying it.
 const ENTER_GETEVENTS: u32 = 1;
 
@@ -39,24 +49,39 @@ pub enum OpSpec {
     /// pread into the whole buffer.
     Read {
         fd: FdHandle,
+        fixed: Option<u32>,
         offset: u64,
         buf: AlignedBuf,
     },
     /// pwrite of the whole buffer, with RWF_DSYNC when `dsync`.
     Write {
         fd: FdHandle,
+        fixed: Option<u32>,
         offset: u64,
         buf: AlignedBuf,
         dsync: bool,
     },
+    /// pwrite of `buf[..len]` from registered buffer `index` (IORING_OP_WRITE_FIXED); the
+    /// buffer must be the very memory registered under that index on this ring.
+    WriteFixed {
+        fd: FdHandle,
+        fixed: Option<u32>,
+        offset: u64,
+        buf: AlignedBuf,
+        len: usize,
+        index: u16,
+    },
     /// fdatasync.
-    SyncData { fd: FdHandle },
+    SyncData { fd: FdHandle, fixed: Option<u32> },
     /// A relative timeout: completes with -ETIME when it expires.
     Timeout { after: Duration },
     /// accept4 with SOCK_CLOEXEC; `multishot` keeps it armed for many connections.
     Accept { fd: FdHandle, multishot: bool },
     /// recv into the whole `Vec` (its length, not its capacity).
     Recv { fd: FdHandle, buf: Vec<u8> },
+    /// Multishot recv into the ring's provided buffers (needs [`RingFeatures::recv_buffers`]);
+    /// each completion lends its bytes through [`Reaped::data`].
+    RecvMulti { fd: FdHandle },
     /// send of `buf[offset..]` with MSG_NOSIGNAL.
     Send {
         fd: FdHandle,
@@ -85,13 +110,15 @@ struct Held {
 
 /// One completion, as the safe layers see it.
 #[derive(Debug)]
-pub struct Reaped {
+pub struct Reaped<'a> {
     pub user_data: u64,
     pub result: i32,
     /// More completions will follow for this slot (multishot).
     pub more: bool,
     /// The operation's buffer, on its final completion.
     pub payload: Option<Payload>,
+    /// The bytes a multishot recv received into a provided buffer (lent for this callback only).
+    pub data: Option<&'a [u8]>,
 }
 
 /// Why a push failed.
@@ -106,10 +133,12 @@ impl std::fmt::Debug for OpSpec {
         let name = match self {
             OpSpec::Read { .. } => "Read",
             OpSpec::Write { .. } => "Write",
+            OpSpec::WriteFixed { .. } => "WriteFixed",
             OpSpec::SyncData { .. } => "SyncData",
             OpSpec::Timeout { .. } => "Timeout",
             OpSpec::Accept { .. } => "Accept",
             OpSpec::Recv { .. } => "Recv",
+            OpSpec::RecvMulti { .. } => "RecvMulti",
             OpSpec::Send { .. } => "Send",
             OpSpec::ReadEventfd { .. } => "ReadEventfd",
         };
@@ -124,6 +153,11 @@ pub struct RingFeatures {
     pub setup_flags: &'static str,
     /// IORING_OP_MSG_RING is available for cross-core wakeups.
     pub msg_ring: bool,
+    /// A provided-buffer ring is registered, so multishot recv can be tried (the kernel may still
+    /// refuse IORING_RECV_MULTISHOT itself, before 6.0: the first completion then says EINVAL).
+    pub recv_buffers: bool,
+    /// A sparse fixed-file table is registered.
+    pub fixed_files: bool,
 }
 
 /// Which setup flags to try; tests turn features off to reach the fallbacks.
@@ -135,6 +169,10 @@ pub struct RingOptions {
     pub taskrun_flags: bool,
     /// Use IORING_OP_MSG_RING if the probe reports it.
     pub msg_ring: bool,
+    /// Provided receive buffers to register (count, bytes each); count 0 registers none.
+    pub recv_buffers: (u16, usize),
+    /// Entries of the sparse fixed-file table to register; 0 registers none.
+    pub fixed_files: u32,
 }
 
 /// One io_uring and its table of held resources.
@@ -143,6 +181,11 @@ pub struct Ring {
     held: Vec<Option<Held>>,
     outstanding: usize,
     features: RingFeatures,
+    recv_buffers: Option<BufRing>,
+    /// Free indexes of the fixed-file table (empty when none is registered).
+    fixed_free: Vec<u32>,
+    /// (address, length) of each registered buffer, by index.
+    registered_buffers: Vec<(usize, usize)>,
 }
 
 impl Ring {
@@ -179,9 +222,13 @@ impl Ring {
                     let probed = uring.submitter().register_probe(&mut probe).is_ok();
                     let msg_ring =
                         options.msg_ring && probed && probe.is_supported(opcode::MsgRingData::CODE);
+                    let recv_buffers = register_recv_buffers(&uring, options.recv_buffers);
+                    let fixed_free = register_fixed_files(&uring, options.fixed_files);
                     let features = RingFeatures {
                         setup_flags: name,
                         msg_ring,
+                        recv_buffers: recv_buffers.is_some(),
+                        fixed_files: !fixed_free.is_empty(),
                     };
                     let held = (0..slots).map(|_| None).collect();
                     return Ok(Ring {
@@ -189,6 +236,9 @@ impl Ring {
                         held,
                         outstanding: 0,
                         features,
+                        recv_buffers,
+                        fixed_free,
+                        registered_buffers: Vec::new(),
                     });
                 }
                 Err(err) if err.raw_os_error() == Some(libc::EINVAL) => last_err = Some(err),
@@ -200,6 +250,58 @@ impl Ring {
 
     pub fn features(&self) -> RingFeatures {
         self.features
+    }
+
+    /// Puts `fd` into a free entry of the fixed-file table; None when there is no table, it is
+    /// full, or the kernel refuses the update (the caller then uses the plain descriptor).
+    pub fn register_file(&mut self, fd: RawFd) -> Option<u32> {
+        let index = self.fixed_free.pop()?;
+        match self.uring.submitter().register_files_update(index, &[fd]) {
+            Ok(1) => Some(index),
+            _ => {
+                self.fixed_free.push(index);
+                None
+            }
+        }
+    }
+
+    /// Registers `bufs` as the ring's fixed buffers (IORING_REGISTER_BUFFERS), pinning their pages
+    /// (counted against RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK). Fails with the
+    /// kernel's error (ENOMEM past the limit, EBUSY if the ring already has buffers) and leaves
+    /// nothing registered then.
+    pub fn register_buffers(&mut self, bufs: &[AlignedBuf]) -> io::Result<()> {
+        assert!(
+            bufs.len() <= usize::from(u16::MAX),
+            "too many buffers to register"
+        );
+        let iovecs: Vec<libc::iovec> = bufs
+            .iter()
+            .map(|buf| libc::iovec {
+                iov_base: buf.as_ptr() as *mut libc::c_void,
+                iov_len: buf.len(),
+            })
+            .collect();
+        // SAFETY: each iovec describes a live heap block. The kernel pins its pages, so they stay
+        // valid for it whatever we do with the block; and the kernel touches them only for a
+        // WRITE_FIXED naming their index, which `push` allows only while the caller holds that
+        // same block (checked against `registered_buffers`). A block freed by its owner is thus
+        // never used by the kernel again.
+        unsafe { self.uring.submitter().register_buffers(&iovecs) }?;
+        self.registered_buffers = bufs
+            .iter()
+            .map(|buf| (buf.as_ptr() as usize, buf.len()))
+            .collect();
+        Ok(())
+    }
+
+    /// Empties entry `index` of the fixed-file table. Requests in flight on it keep their own
+    /// reference to the file, so this is safe while they run.
+    pub fn unregister_file(&mut self, index: u32) {
+        match self.uring.submitter().register_files_update(index, &[-1]) {
+            Ok(_) => self.fixed_free.push(index),
+            // The entry stays taken (never reused), which is safe; log it, it should not happen.
+            Err(err) => tracing::warn!(index, %err, "could not clear a fixed-file entry"),
+        }
     }
 
     /// The ring's descriptor, for other cores' MSG_RING (they keep a duplicate).
@@ -214,6 +316,21 @@ impl Ring {
 
     /// Queues `op` under `slot` (the SQE goes to the kernel at the next submit).
     pub fn push(&mut self, slot: u32, op: OpSpec) -> Result<(), PushError> {
+        if let OpSpec::WriteFixed {
+            buf, index, len, ..
+        } = &op
+        {
+            assert!(
+                *len <= buf.len(),
+                "WRITE_FIXED of {len} bytes from a shorter buffer"
+            );
+            let registered = self.registered_buffers.get(usize::from(*index));
+            assert!(
+                registered.is_some_and(|&(addr, registered_len)| addr == buf.as_ptr() as usize
+                    && buf.len() <= registered_len),
+                "WRITE_FIXED with buffer {index}, which is not the memory registered under it"
+            );
+        }
         if !self.make_room(1) {
             return Err(PushError::Full(op));
         }
@@ -232,11 +349,13 @@ impl Ring {
         write_slot: u32,
         sync_slot: u32,
         fd: FdHandle,
+        fixed: Option<u32>,
         offset: u64,
         buf: AlignedBuf,
     ) -> Result<(), PushError> {
         let write = OpSpec::Write {
             fd: fd.clone(),
+            fixed,
             offset,
             buf,
             dsync: false,
@@ -245,7 +364,7 @@ impl Ring {
             return Err(PushError::Full(write));
         }
         let (write_entry, write_held) = build(write);
-        let (sync_entry, sync_held) = build(OpSpec::SyncData { fd });
+        let (sync_entry, sync_held) = build(OpSpec::SyncData { fd, fixed });
         self.hold(write_slot, write_held);
         self.hold(sync_slot, sync_held);
         let write_entry = write_entry
@@ -328,12 +447,14 @@ impl Ring {
             uring,
             held,
             outstanding,
+            recv_buffers,
             ..
         } = self;
         for cqe in uring.completion() {
             count += 1;
             let user_data = cqe.user_data();
             let more = cqueue::more(cqe.flags());
+            let lent = cqueue::buffer_select(cqe.flags());
             let payload = if user_data < held.len() as u64 && !more {
                 let index = user_data as usize;
                 let entry = held[index].take();
@@ -346,12 +467,35 @@ impl Ring {
             } else {
                 None
             };
+            let result = cqe.result();
+            let (buffers, bid) = match (recv_buffers.as_mut(), lent) {
+                (Some(buffers), Some(bid)) => (buffers, bid),
+                (None, Some(bid)) => {
+                    panic!("completion names provided buffer {bid}, none registered")
+                }
+                (_, None) => {
+                    on(Reaped {
+                        user_data,
+                        result,
+                        more,
+                        payload,
+                        data: None,
+                    });
+                    continue;
+                }
+            };
+            let len = usize::try_from(result).unwrap_or(0);
             on(Reaped {
                 user_data,
-                result: cqe.result(),
+                result,
                 more,
                 payload,
+                data: Some(buffers.bytes(bid, len)),
             });
+            buffers.recycle(bid);
+        }
+        if let Some(buffers) = recv_buffers.as_mut() {
+            buffers.publish();
         }
         count
     }
@@ -394,9 +538,6 @@ impl Ring {
     /// dropped its owner has abandoned every operation, cancelling those that may never complete
     /// (network, timers) and letting file I/O finish, so a write is never skipped at shutdown.
     fn drain(&mut self) {
-        if self.outstanding == 0 {
-            return;
-        }
         let deadline = Instant::now() + DRAIN_TIMEOUT;
         while self.outstanding > 0 && Instant::now() < deadline {
             if self
@@ -414,6 +555,14 @@ impl Ring {
             );
             for entry in self.held.drain(..) {
                 std::mem::forget(entry);
+            }
+            std::mem::forget(self.recv_buffers.take());
+            return;
+        }
+        if let Some(buffers) = self.recv_buffers.take() {
+            if let Err(err) = buffers.unregister(&self.uring) {
+                tracing::error!(%err, "could not unregister the receive buffer ring; leaking it");
+                std::mem::forget(buffers);
             }
         }
     }
@@ -453,14 +602,15 @@ fn build(op: OpSpec) -> (squeue::Entry, Held) {
     let entry = match op {
         OpSpec::Read {
             fd,
+            fixed,
             offset,
             mut buf,
         } => {
-            let entry = opcode::Read::new(
-                types::Fd(fd.as_raw_fd()),
-                buf.as_mut_ptr(),
-                len_u32(buf.len()),
-            )
+            let (ptr, len) = (buf.as_mut_ptr(), len_u32(buf.len()));
+            let entry = match fixed {
+                Some(index) => opcode::Read::new(types::Fixed(index), ptr, len),
+                None => opcode::Read::new(types::Fd(fd.as_raw_fd()), ptr, len),
+            }
             .offset(offset)
             .build();
             held._fd = Some(fd);
@@ -469,24 +619,50 @@ fn build(op: OpSpec) -> (squeue::Entry, Held) {
         }
         OpSpec::Write {
             fd,
+            fixed,
             offset,
             buf,
             dsync,
         } => {
             let flags = if dsync { libc::RWF_DSYNC } else { 0 };
-            let entry =
-                opcode::Write::new(types::Fd(fd.as_raw_fd()), buf.as_ptr(), len_u32(buf.len()))
-                    .offset(offset)
-                    .rw_flags(flags)
-                    .build();
+            let (ptr, len) = (buf.as_ptr(), len_u32(buf.len()));
+            let entry = match fixed {
+                Some(index) => opcode::Write::new(types::Fixed(index), ptr, len),
+                None => opcode::Write::new(types::Fd(fd.as_raw_fd()), ptr, len),
+            }
+            .offset(offset)
+            .rw_flags(flags)
+            .build();
             held._fd = Some(fd);
             held.payload = Payload::Aligned(buf);
             entry
         }
-        OpSpec::SyncData { fd } => {
-            let entry = opcode::Fsync::new(types::Fd(fd.as_raw_fd()))
-                .flags(types::FsyncFlags::DATASYNC)
-                .build();
+        OpSpec::WriteFixed {
+            fd,
+            fixed,
+            offset,
+            buf,
+            len,
+            index,
+        } => {
+            let (ptr, len) = (buf.as_ptr(), len_u32(len));
+            let entry = match fixed {
+                Some(file) => opcode::WriteFixed::new(types::Fixed(file), ptr, len, index),
+                None => opcode::WriteFixed::new(types::Fd(fd.as_raw_fd()), ptr, len, index),
+            }
+            .offset(offset)
+            .build();
+            held._fd = Some(fd);
+            held.payload = Payload::Aligned(buf);
+            entry
+        }
+        OpSpec::SyncData { fd, fixed } => {
+            let entry = match fixed {
+                Some(index) => opcode::Fsync::new(types::Fixed(index)),
+                None => opcode::Fsync::new(types::Fd(fd.as_raw_fd())),
+            }
+            .flags(types::FsyncFlags::DATASYNC)
+            .build();
             held._fd = Some(fd);
             entry
         }
@@ -525,6 +701,12 @@ fn build(op: OpSpec) -> (squeue::Entry, Held) {
             held.payload = Payload::Bytes(buf);
             entry
         }
+        OpSpec::RecvMulti { fd } => {
+            let entry =
+                opcode::RecvMulti::new(types::Fd(fd.as_raw_fd()), RECV_BUFFER_GROUP).build();
+            held._fd = Some(fd);
+            entry
+        }
         OpSpec::Send { fd, buf, offset } => {
             let rest = &buf[offset.min(buf.len())..];
             let entry = opcode::Send::new(
@@ -556,4 +738,43 @@ fn build(op: OpSpec) -> (squeue::Entry, Held) {
 
 fn len_u32(len: usize) -> u32 {
     u32::try_from(len).expect("a single I/O is smaller than 4 GiB")
+}
+
+/// Registers the provided receive buffers; None (logged once per process) where the kernel
+/// refuses them, and the network layer then receives one submission per call.
+fn register_recv_buffers(uring: &IoUring, (count, size): (u16, usize)) -> Option<BufRing> {
+    if count == 0 {
+        return None;
+    }
+    match BufRing::register(uring, RECV_BUFFER_GROUP, count, size) {
+        Ok(buffers) => {
+            debug_assert_eq!(buffers.group(), RECV_BUFFER_GROUP);
+            Some(buffers)
+        }
+        Err(err) => {
+            static LOGGED: std::sync::Once = std::sync::Once::new();
+            LOGGED.call_once(|| {
+                tracing::info!(%err, "provided buffer rings unavailable: one recv submission per read");
+            });
+            None
+        }
+    }
+}
+
+/// Registers a sparse fixed-file table of `entries`; returns its free indexes (empty, logged once
+/// per process, where the kernel refuses it: files then use plain descriptors).
+fn register_fixed_files(uring: &IoUring, entries: u32) -> Vec<u32> {
+    if entries == 0 {
+        return Vec::new();
+    }
+    match uring.submitter().register_files_sparse(entries) {
+        Ok(()) => (0..entries).rev().collect(),
+        Err(err) => {
+            static LOGGED: std::sync::Once = std::sync::Once::new();
+            LOGGED.call_once(|| {
+                tracing::info!(%err, "fixed-file tables unavailable: files use plain descriptors");
+            });
+            Vec::new()
+        }
+    }
 }
