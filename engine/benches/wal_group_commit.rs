@@ -1,8 +1,7 @@
 //! WAL group-commit benchmark on a real directory through `FileVfs` (O_DIRECT when possible).
 //!
 //! For 1, 16, 256 and 4,096 writers in flight (a writer keeps one 100-byte record appended and
-//! not yet acknowledged; when the durable LSN covers it, it appends the next; the loop polls the
-//! WAL after every `APPENDS_PER_POLL` appends, so appends overlap the flush in flight), it measures
+//! not yet acknowledged; when the durable LSN covers it, it appends the next), it measures
 //! durable appends/s and records per sync under `SyncPolicy::Always`, and, alternating with it
 //! in the same run, the raw limit of the disk for the same pattern: a loop of one aligned write
 //! of the batch size the WAL reached, followed by fdatasync, over preallocated space. It prints
@@ -23,12 +22,6 @@ use std::time::{Duration, Instant};
 
 const WRITERS: [u64; 4] = [1, 16, 256, 4096];
 const RECORD_BYTES: usize = 100;
-
-/// Appends between two polls of the WAL, as a shard's event loop serves a bounded batch of
-/// requests and then polls its I/O. Records appended while a flush is on the disk wait for the
-/// next one (group commit's double buffering). Without the bound, every writer released by a
-/// sync would append before the next poll, and no append could ever overlap a flush.
-const APPENDS_PER_POLL: u64 = 64;
 
 struct WalRun {
     appends_per_s: f64,
@@ -51,19 +44,11 @@ fn run_wal(wal: &mut Wal<FileVfs, SystemClock>, writers: u64, secs: f64) -> WalR
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(secs);
     while Instant::now() < deadline {
-        let mut appended = 0;
-        while wal.next_lsn() - 1 - wal.ack_lsn() < writers && appended < APPENDS_PER_POLL {
+        while wal.next_lsn() - 1 - wal.ack_lsn() < writers {
             wal.append(1, &payload)
                 .expect("append within the buffer bound");
-            appended += 1;
         }
         wal.poll().expect("poll");
-        if wal.next_lsn() - 1 - wal.ack_lsn() >= writers && wal.io_in_flight() {
-            // Every writer waits for an acknowledgement: sleep until the disk answers, as an
-            // event loop with nothing to run sleeps in the ring.
-            wal.wait_one().expect("wait");
-            wal.poll().expect("poll");
-        }
         if wal.stats().segments_count > 2 {
             // A shard whose checkpoints keep up releases segments once they are durable, so
             // rollover reuses them instead of zero-filling new files (extra I/O).

@@ -329,10 +329,8 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
         }
     }
 
-    /// Blocks until one operation the writer waits for completes (the flush in flight, else the
-    /// next segment's preparation), and handles it; `poll` then does the rest. For an owner with
-    /// nothing else to do: call it only while [`Wal::io_in_flight`] is true.
-    pub fn wait_one(&mut self) -> Result<(), WalError> {
+    /// Blocks until one operation the writer waits for completes.
+    fn wait_one(&mut self) -> Result<(), WalError> {
         let tag = match &self.flight {
             Some(flight) if flight.stage == Stage::Writing => TAG_WRITE,
             Some(_) => TAG_SYNC,
