@@ -175,16 +175,22 @@ impl<F: Storage> Pager<F> {
     }
 
     /// Page `id`, which the tree expects at `level`; a page at another level is corruption.
+    #[inline]
     pub fn page_at_level(&mut self, id: PageId, level: usize) -> Result<&[u8]> {
         let slot = self.ensure_cached(id)?;
         let found = page::level(self.cache.frame_at(slot)) as usize;
         if found != level {
-            return Err(TreeError::CorruptTree {
-                file: self.path().to_string(),
-                detail: format!("page {id} has level {found} where level {level} belongs"),
-            });
+            return Err(self.level_mismatch(id, found, level));
         }
         Ok(self.cache.frame_at(slot))
+    }
+
+    #[cold]
+    fn level_mismatch(&self, id: PageId, found: usize, level: usize) -> TreeError {
+        TreeError::CorruptTree {
+            file: self.path().to_string(),
+            detail: format!("page {id} has level {found} where level {level} belongs"),
+        }
     }
 
     /// The bytes of page `id` for editing; the page must be writable in place.
@@ -221,11 +227,22 @@ impl<F: Storage> Pager<F> {
     }
 
     /// Makes sure page `id` is cached (reading and validating it on a miss); returns its slot.
+    /// A hit does no validation: the page was validated when it was read (or is this process's
+    /// own, validated before every write).
+    #[inline]
     fn ensure_cached(&mut self, id: PageId) -> Result<usize> {
         if let Some(slot) = self.cache.lookup(id) {
             self.stats.cache_hits += 1;
             return Ok(slot);
         }
+        self.read_into_cache(id)
+    }
+
+    /// The miss path of [`Pager::ensure_cached`]: make room, read, validate (CRC and structure),
+    /// insert.
+    #[cold]
+    #[inline(never)]
+    fn read_into_cache(&mut self, id: PageId) -> Result<usize> {
         self.stats.cache_misses += 1;
         assert!(
             id < self.page_count,

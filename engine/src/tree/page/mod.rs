@@ -184,6 +184,7 @@ pub fn key(buf: &[u8], index: usize) -> &[u8] {
 }
 
 /// The key of record `index`, reading only the key length (the hot path of every search).
+#[inline]
 fn key_at(buf: &[u8], leaf: bool, index: usize) -> &[u8] {
     let at = slot(buf, index);
     let (size_at, fixed) = if leaf {
@@ -200,13 +201,37 @@ pub fn used_bytes(buf: &[u8]) -> usize {
     buf.len() - heap_start(buf) - garbage(buf) + SLOT_SIZE * count(buf)
 }
 
+/// Lexicographic byte order, the same as `<[u8]>::cmp`, eight bytes at a time: keys are short,
+/// so this beats a call to the C library's `memcmp` on every step of every search.
+#[inline]
+pub fn compare_keys(a: &[u8], b: &[u8]) -> Ordering {
+    let common = a.len().min(b.len());
+    let (a_head, b_head) = (&a[..common], &b[..common]);
+    let mut a_words = a_head.chunks_exact(8);
+    let mut b_words = b_head.chunks_exact(8);
+    for (x, y) in (&mut a_words).zip(&mut b_words) {
+        let x = u64::from_be_bytes(x.try_into().expect("8-byte chunk"));
+        let y = u64::from_be_bytes(y.try_into().expect("8-byte chunk"));
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    for (x, y) in a_words.remainder().iter().zip(b_words.remainder()) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
 /// Binary search: `Ok(index)` of `key`, or `Err(index)` where it would be inserted.
+#[inline]
 pub fn search(buf: &[u8], key: &[u8]) -> Result<usize, usize> {
     let (mut low, mut high) = (0, count(buf));
     let leaf = is_leaf(buf);
     while low < high {
         let mid = low + (high - low) / 2;
-        match key_at(buf, leaf, mid).cmp(key) {
+        match compare_keys(key_at(buf, leaf, mid), key) {
             Ordering::Less => low = mid + 1,
             Ordering::Greater => high = mid,
             Ordering::Equal => return Ok(mid),

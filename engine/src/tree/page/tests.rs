@@ -178,3 +178,16 @@ fn mutated_pages_are_rejected_or_readable() {
         "some mutations (e.g. of free space... or values) stay valid"
     );
 }
+
+proptest::proptest! {
+    /// The word-at-a-time comparison is exactly the byte order of `<[u8]>::cmp`, including
+    /// prefixes and keys that share their first words (short alphabets make ties likely).
+    #[test]
+    fn compare_keys_is_byte_order(
+        a in proptest::collection::vec(0u8..3, 0..40),
+        b in proptest::collection::vec(0u8..3, 0..40),
+    ) {
+        proptest::prop_assert_eq!(compare_keys(&a, &b), a.cmp(&b));
+        proptest::prop_assert_eq!(compare_keys(&a, &a), std::cmp::Ordering::Equal);
+    }
+}
