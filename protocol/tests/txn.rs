@@ -200,7 +200,9 @@ fn limits_are_enforced_and_name_the_index() {
     // Assertions and ops count together.
     let mut mixed = Txn::new();
     for i in 0..TXN_ITEMS_MAX / 2 + 1 {
-        mixed = mixed.assert_exists(format!("k{i}")).put(format!("k{i}"), "v");
+        mixed = mixed
+            .assert_exists(format!("k{i}"))
+            .put(format!("k{i}"), "v");
     }
     assert_eq!(status(mixed).0, Status::TooManyItems);
     // Exactly at the limit is fine.

@@ -134,8 +134,7 @@ pub const MULTI_QUEUED_MAX: usize = jube_protocol::constants::TXN_ITEMS_MAX / 2;
 pub const WATCHED_KEYS_MAX: usize = jube_protocol::constants::TXN_ITEMS_MAX / 4;
 
 // Any valid protocol transaction fits the engine's limit on one shard.
-const _: () =
-    assert!(jube_protocol::constants::TXN_ITEMS_MAX <= jube_engine::txn::TXN_ITEMS_MAX);
+const _: () = assert!(jube_protocol::constants::TXN_ITEMS_MAX <= jube_engine::txn::TXN_ITEMS_MAX);
 
 const _: () = assert!(RESP_READ_BUFFER_SIZE_MAX > RESP_REQUEST_SIZE_MAX);
 const _: () = assert!(TXN_LOCK_WAITERS_MAX >= 1 && EXEC_RETRIES_MAX >= 1);
