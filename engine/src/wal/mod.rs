@@ -4,7 +4,9 @@
 //! what its payloads mean. A shard uses it like this:
 //! 1. [`Wal::open`] scans the directory from the checkpoint's next LSN, hands every record to a
 //!    redo callback, truncates a torn tail, refuses mid-log corruption, and returns a writer that
-//!    continues in a fresh segment.
+//!    continues in a fresh segment. [`Wal::open_retained`] hands over every record still
+//!    retained (from the oldest segment from which the log is contiguous), for a shard whose
+//!    transactions keep records below the checkpoint.
 //! 2. [`Wal::append`] buffers a record and returns its LSN; [`Wal::poll`] (called from the event
 //!    loop) reaps completions, starts group-commit flushes and prepares the next segment.
 //! 3. A write is acknowledged once [`Wal::ack_lsn`] covers its LSN.
