@@ -147,7 +147,7 @@ impl Model {
     /// Checks the server's state (see the module doc); returns the count of open tasks.
     fn check(&mut self, client: &mut Client) -> usize {
         let mut open = 0;
-        let mut named = vec![0i64; AGENTS];
+        let mut named = [0i64; AGENTS];
         for i in 0..TASKS {
             let value = client
                 .get(&task(i))
