@@ -32,6 +32,10 @@ use std::rc::Rc;
 pub struct OpsMeta {
     /// Per op, in request order: (with_version, with_ttl) for a Read, None otherwise.
     reads: Vec<Option<(bool, bool)>>,
+    /// The engine wants one index space for assertions and ops together
+    /// (`TxnPart::validate`), so op N of the request travels as index `op_offset + N`
+    /// (`op_offset` = the number of assertions) and is mapped back in the reply.
+    op_offset: u32,
 }
 
 fn compare(op: CompareOp) -> Compare {
@@ -53,6 +57,7 @@ fn index(position: usize) -> u32 {
 /// as ms in `expiry_ms` until the shard resolves them (`ShardOp::ApplyTxn`).
 pub fn split(txn: Txn, shard_count: usize) -> (Vec<(u32, TxnPart)>, OpsMeta) {
     let mut parts: Vec<TxnPart> = (0..shard_count).map(|_| TxnPart::default()).collect();
+    let op_offset = index(txn.assertions.len());
     for (position, assertion) in txn.assertions.into_iter().enumerate() {
         let kind = match assertion.check {
             Check::Exists => AssertionKind::Exists,
@@ -101,7 +106,7 @@ pub fn split(txn: Txn, shard_count: usize) -> (Vec<(u32, TxnPart)>, OpsMeta) {
             }
         };
         parts[shard_of(&key, shard_count)].ops.push(EngineTxnOp {
-            index: index(position),
+            index: op_offset + index(position),
             key,
             kind,
         });
@@ -112,7 +117,7 @@ pub fn split(txn: Txn, shard_count: usize) -> (Vec<(u32, TxnPart)>, OpsMeta) {
         .filter(|(_, part)| !part.assertions.is_empty() || !part.ops.is_empty())
         .map(|(shard, part)| (u32::try_from(shard).expect("SHARDS_MAX fits in u32"), part))
         .collect();
-    (parts, OpsMeta { reads })
+    (parts, OpsMeta { reads, op_offset })
 }
 
 /// The protocol outcome of an engine outcome; `now_ms` is the shard time the reads ran at.
@@ -126,13 +131,19 @@ pub fn outcome(
             return Ok(TxnOutcome::AssertionFailed { index, detail })
         }
         EngineTxnOutcome::Failed(TxnFailure::OpFailed { index, detail }) => {
-            return Ok(TxnOutcome::OpFailed { index, detail })
+            return Ok(TxnOutcome::OpFailed {
+                index: index.saturating_sub(meta.op_offset),
+                detail,
+            })
         }
         EngineTxnOutcome::Committed { results } => results,
     };
     let mut slots: Vec<Option<TxnOpResult>> = vec![None; meta.reads.len()];
     for OpResult { index, output } in results {
-        let position = usize::try_from(index).unwrap_or(usize::MAX);
+        let position = index
+            .checked_sub(meta.op_offset)
+            .and_then(|position| usize::try_from(position).ok())
+            .unwrap_or(usize::MAX);
         let read = meta.reads.get(position).copied().flatten();
         let result = match (output, read) {
             (OpOutput::Read(value), Some((with_version, with_ttl))) => {
@@ -539,7 +550,11 @@ mod tests {
             .flat_map(|(_, part)| part.ops.iter().map(|o| o.index))
             .collect();
         op_indexes.sort_unstable();
-        assert_eq!(op_indexes, [0, 1, 2, 3]);
+        assert_eq!(
+            op_indexes,
+            [2, 3, 4, 5],
+            "ops follow the assertions' indexes"
+        );
         for (shard, part) in &parts {
             for key in part.keys() {
                 assert_eq!(shard_of(&key, 4) as u32, *shard);
@@ -548,7 +563,7 @@ mod tests {
         let ttl_put = parts
             .iter()
             .flat_map(|(_, part)| part.ops.iter())
-            .find(|op| op.index == 3)
+            .find(|op| op.index == 2 + 3)
             .expect("op 3");
         assert!(matches!(ttl_put.kind, OpKind::Put { expiry_ms: 250, .. }));
         assert_eq!(meta.reads, [None, Some((false, true)), None, None]);
@@ -558,6 +573,7 @@ mod tests {
     fn outcomes_map_back_by_index() {
         let meta = OpsMeta {
             reads: vec![None, Some((true, true)), None, None],
+            op_offset: 10,
         };
         let value = jube_engine::tree::Value {
             bytes: b"v".to_vec(),
@@ -567,19 +583,19 @@ mod tests {
         let engine = EngineTxnOutcome::Committed {
             results: vec![
                 OpResult {
-                    index: 3,
+                    index: 13,
                     output: OpOutput::Added { value: 4 },
                 },
                 OpResult {
-                    index: 0,
+                    index: 10,
                     output: OpOutput::Put,
                 },
                 OpResult {
-                    index: 1,
+                    index: 11,
                     output: OpOutput::Read(Some(value)),
                 },
                 OpResult {
-                    index: 2,
+                    index: 12,
                     output: OpOutput::Deleted { existed: true },
                 },
             ],
@@ -613,6 +629,14 @@ mod tests {
         assert!(matches!(
             outcome(failed, &meta, 0),
             Ok(TxnOutcome::AssertionFailed { index: 1, .. })
+        ));
+        let op_failed = EngineTxnOutcome::Failed(TxnFailure::OpFailed {
+            index: 12,
+            detail: "not an integer".into(),
+        });
+        assert!(matches!(
+            outcome(op_failed, &meta, 0),
+            Ok(TxnOutcome::OpFailed { index: 2, .. })
         ));
     }
 }

@@ -90,7 +90,7 @@ fn redis_cli_runs_the_string_commands() {
     assert_eq!(keys, ["a", "b", "c", "s"]);
     assert_eq!(run(&["DEL", "a", "b", "nothing"]), "2");
     assert_eq!(run(&["SELECT", "1"]), "ERR DB index is out of range");
-    assert!(run(&["MULTI"]).contains("not supported yet"));
+    assert_eq!(run(&["EXEC"]), "ERR EXEC without MULTI");
     assert!(run(&["NOSUCH", "x"]).starts_with("ERR unknown command 'NOSUCH'"));
     assert_eq!(
         run(&["GET"]),

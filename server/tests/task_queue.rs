@@ -104,7 +104,7 @@ fn round(server: &mut Server, seed: u64, kill_after: Option<Duration>) -> Vec<Ag
     let addr = server.addr;
     let agents: Vec<_> = (0..AGENTS)
         .map(|agent| {
-            let seed = seed * 1000 + agent as u64;
+            let seed = seed.wrapping_mul(1000).wrapping_add(agent as u64);
             std::thread::spawn(move || run_agent(addr, agent, seed))
         })
         .collect();
@@ -211,7 +211,11 @@ fn agents_never_claim_a_task_twice_nor_lose_one_across_kill_9() {
     let mut conflicts = 0;
     for crash in 0..CRASH_ROUNDS {
         let kill_after = Duration::from_millis(rng.gen_range(50..400));
-        conflicts += model.absorb(round(&mut server, seed + crash as u64, Some(kill_after)));
+        conflicts += model.absorb(round(
+            &mut server,
+            seed.wrapping_add(crash as u64),
+            Some(kill_after),
+        ));
         server = Server::start(dir.path(), &[]);
         let open = model.check(&mut server.client());
         eprintln!(
@@ -221,7 +225,7 @@ fn agents_never_claim_a_task_twice_nor_lose_one_across_kill_9() {
     }
     // Finish the pool without a crash: every task ends claimed exactly once.
     for attempt in 0..5 {
-        conflicts += model.absorb(round(&mut server, seed + 100 + attempt, None));
+        conflicts += model.absorb(round(&mut server, seed.wrapping_add(100 + attempt), None));
         if model.check(&mut server.client()) == 0 {
             break;
         }
