@@ -778,8 +778,11 @@ impl<V: Vfs> ValueLog<V> {
         if let Some((&id, _)) = candidates().find(|(_, s)| s.live_bytes == 0) {
             return Some(id);
         }
-        let size: u64 = self.segments.values().map(|s| s.size).sum();
-        let live: u64 = self.segments.values().map(|s| s.live_bytes).sum();
+        // Retired segments only wait for a checkpoint to be deleted: their garbage is already
+        // dealt with, and counting it would send GC after segments that are mostly live.
+        let unretired = || self.segments.values().filter(|s| s.retired_at.is_none());
+        let size: u64 = unretired().map(|s| s.size).sum();
+        let live: u64 = unretired().map(|s| s.live_bytes).sum();
         let garbage = size.saturating_sub(live);
         if garbage * 100 < u64::from(self.config.gc_garbage_percent) * size {
             return None;
