@@ -30,7 +30,7 @@ use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-const TASKS: usize = 160;
+const TASKS: usize = 1000;
 const AGENTS: usize = 6;
 const CRASH_ROUNDS: usize = 3;
 
