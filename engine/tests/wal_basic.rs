@@ -306,3 +306,70 @@ fn no_space_for_the_next_segment_refuses_appends_until_release() {
         .expect("appends resume once space is freed");
     let _ = wal_dir(&disk).list();
 }
+
+/// Flush buffers are reused: a small flush after a large one must not carry the large one's
+/// records in its padding, and a segment header built in a reused buffer is zero past its used
+/// bytes. Checked on the durable bytes of every segment: after the records of each flush, the
+/// rest of its last block is zero, and recovery replays exactly what was appended.
+#[test]
+fn reused_flush_buffers_leave_no_stale_bytes_behind() {
+    use jube_engine::storage::IO_ALIGN;
+    use jube_engine::wal::constants::{SEGMENT_HEADER_BYTES, SEGMENT_HEADER_USED_BYTES};
+    use jube_engine::wal::record::{decode_record, segment_name};
+
+    let disk = SimDisk::new(9, FaultConfig::none());
+    let clock = ManualClock::new(0);
+    let config = small_config();
+    let (mut wal, _, _) = open(&disk, &clock, &config, 1).expect("open empty");
+    let mut appended = Vec::new();
+    let mut lsn = 1;
+    // Alternate full flushes with one-record flushes, across several rollovers.
+    for round in 0..40 {
+        let (count, len) = if round % 2 == 0 { (60, 100) } else { (1, 8) };
+        appended.extend(append_all(&mut wal, lsn, count, len));
+        lsn += count;
+        wal.flush_and_wait().expect("flush");
+    }
+    let last_seq = wal.stats().segments_created + wal.stats().rollovers_count;
+    assert!(wal.stats().rollovers_count >= 2, "{:?}", wal.stats());
+    drop(wal);
+
+    let dir = wal_dir(&disk);
+    let payload_max = config.payload_bytes_max();
+    let mut segments_checked = 0;
+    for seq in 1..=last_seq + 1 {
+        let Some(image) = disk.durable_image(&dir.path_of(&segment_name(seq))) else {
+            continue;
+        };
+        segments_checked += 1;
+        assert!(
+            image[SEGMENT_HEADER_USED_BYTES..SEGMENT_HEADER_BYTES]
+                .iter()
+                .all(|&b| b == 0),
+            "segment {seq}: header block not zero past its used bytes"
+        );
+        let mut at = SEGMENT_HEADER_BYTES;
+        while at < image.len() {
+            match decode_record(&image, at, seq, payload_max) {
+                Some(record) => at += record.encoded_len(),
+                None => {
+                    let block_end = at.next_multiple_of(IO_ALIGN).min(image.len());
+                    assert!(
+                        image[at..block_end].iter().all(|&b| b == 0),
+                        "segment {seq}: stale bytes in the padding at {at}"
+                    );
+                    if at == block_end {
+                        // A block that starts with no record: the end of what was written.
+                        assert!(image[at..].iter().all(|&b| b == 0), "segment {seq} at {at}");
+                        break;
+                    }
+                    at = block_end;
+                }
+            }
+        }
+    }
+    assert!(segments_checked >= 3, "checked {segments_checked} segments");
+    let (_, replayed, report) = open(&disk, &clock, &config, 1).expect("reopen");
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(replayed, appended);
+}

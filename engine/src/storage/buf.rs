@@ -9,11 +9,13 @@ use super::IO_ALIGN;
 use std::ops::{Deref, DerefMut};
 
 /// A zero-initialised byte buffer whose first byte is aligned to [`IO_ALIGN`] and whose length is
-/// a multiple of it.
+/// a multiple of it. Its length may be shortened and grown back up to the capacity it was created
+/// with ([`AlignedBuf::set_len`]), so one allocation can carry I/O of varying sizes.
 pub struct AlignedBuf {
     raw: Vec<u8>,
     start: usize,
     len: usize,
+    capacity: usize,
 }
 
 impl AlignedBuf {
@@ -27,7 +29,12 @@ impl AlignedBuf {
         let raw = vec![0u8; len + IO_ALIGN];
         let misalignment = raw.as_ptr() as usize % IO_ALIGN;
         let start = (IO_ALIGN - misalignment) % IO_ALIGN;
-        let buf = AlignedBuf { raw, start, len };
+        let buf = AlignedBuf {
+            raw,
+            start,
+            len,
+            capacity: len,
+        };
         debug_assert_eq!(buf.as_ptr() as usize % IO_ALIGN, 0);
         buf
     }
@@ -46,6 +53,23 @@ impl AlignedBuf {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The length the buffer was created with: the most [`AlignedBuf::set_len`] accepts.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Shortens or regrows the usable window. Bytes past the old length keep what they held
+    /// (they are not zeroed again). Panics unless `len` is a positive multiple of [`IO_ALIGN`]
+    /// within the capacity: lengths come from the engine's own bookkeeping, never from input.
+    pub fn set_len(&mut self, len: usize) {
+        assert!(
+            len > 0 && len.is_multiple_of(IO_ALIGN) && len <= self.capacity,
+            "buffer length {len} is not a multiple of {IO_ALIGN} within {}",
+            self.capacity
+        );
+        self.len = len;
     }
 
     /// Sets every byte to zero.
@@ -87,6 +111,18 @@ mod tests {
             let moved = buf;
             assert_eq!(moved.as_ptr() as usize % IO_ALIGN, 0);
         }
+    }
+
+    #[test]
+    fn set_len_shortens_and_regrows_within_capacity() {
+        let mut buf = AlignedBuf::zeroed(4 * IO_ALIGN);
+        buf[3 * IO_ALIGN] = 9;
+        buf.set_len(IO_ALIGN);
+        assert_eq!(buf.len(), IO_ALIGN);
+        assert_eq!(buf.capacity(), 4 * IO_ALIGN);
+        buf.set_len(4 * IO_ALIGN);
+        assert_eq!(buf[3 * IO_ALIGN], 9, "regrowing keeps the bytes");
+        assert!(std::panic::catch_unwind(move || buf.set_len(5 * IO_ALIGN)).is_err());
     }
 
     #[test]

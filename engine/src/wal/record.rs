@@ -47,6 +47,35 @@ pub fn encode_record(
     record_type: u8,
     payload: &[u8],
 ) {
+    let start = out.len();
+    out.resize(start + RECORD_HEADER_BYTES + payload.len(), 0);
+    encode_record_into(
+        &mut out[start..],
+        segment_crc_seed(segment_seq),
+        lsn,
+        synced_lsn,
+        record_type,
+        payload,
+    );
+}
+
+/// The CRC32C of a segment's sequence number: every record's checksum starts from it, so that a
+/// record of an earlier life of a recycled segment file never validates. Computed once per batch.
+pub fn segment_crc_seed(segment_seq: u64) -> u32 {
+    crc32c::crc32c(&segment_seq.to_le_bytes())
+}
+
+/// Encodes one record of the segment whose [`segment_crc_seed`] is `crc_seed` into the front of
+/// `out` (which must hold at least `RECORD_HEADER_BYTES + payload.len()` bytes) and returns the
+/// bytes it took. The writer builds each flush in place this way, in a reused aligned buffer.
+pub fn encode_record_into(
+    out: &mut [u8],
+    crc_seed: u32,
+    lsn: Lsn,
+    synced_lsn: Lsn,
+    record_type: u8,
+    payload: &[u8],
+) -> usize {
     assert_ne!(
         record_type, RECORD_TYPE_INVALID,
         "record type 0 is reserved for padding"
@@ -56,20 +85,22 @@ pub fn encode_record(
         "synced hint {synced_lsn} must be below the record's LSN {lsn}"
     );
     let len = u32::try_from(payload.len()).expect("payload length is bounded by the config");
-    let start = out.len();
-    out.extend_from_slice(&[0u8; 4]);
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&lsn.to_le_bytes());
-    out.extend_from_slice(&synced_lsn.to_le_bytes());
-    out.push(record_type);
-    out.extend_from_slice(&[0u8; 7]);
-    out.extend_from_slice(payload);
-    let crc = record_crc(segment_seq, &out[start + 4..]);
-    out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+    let size = RECORD_HEADER_BYTES + payload.len();
+    let record = &mut out[..size];
+    let (header, body) = record.split_at_mut(RECORD_HEADER_BYTES);
+    header[4..8].copy_from_slice(&len.to_le_bytes());
+    header[8..16].copy_from_slice(&lsn.to_le_bytes());
+    header[16..24].copy_from_slice(&synced_lsn.to_le_bytes());
+    header[24] = record_type;
+    header[25..32].fill(0);
+    body.copy_from_slice(payload);
+    let crc = crc32c::crc32c_append(crc_seed, &record[4..]);
+    record[..4].copy_from_slice(&crc.to_le_bytes());
+    size
 }
 
 fn record_crc(segment_seq: u64, after_crc: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc32c::crc32c(&segment_seq.to_le_bytes()), after_crc)
+    crc32c::crc32c_append(segment_crc_seed(segment_seq), after_crc)
 }
 
 fn u32_at(data: &[u8], at: usize) -> Option<u32> {

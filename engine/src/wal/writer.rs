@@ -6,6 +6,11 @@
 //! appended meanwhile accumulate in later batches (double buffering). A flush is a write and,
 //! after that write completed, a SyncData (or one RWF_DSYNC write).
 //!
+//! Each batch is built in place in an aligned buffer big enough for the largest flush, so a flush
+//! hands that buffer to the Storage as it is (only the padding of its last block is zeroed): no
+//! copy and no allocation per flush. Buffers come back with the write's completion and are reused;
+//! at most [`SPARE_BUFFERS_MAX`] idle ones are kept.
+//!
 //! Invariants:
 //! - staged batches are in LSN order, contiguous, and each lies in one segment;
 //! - bytes staged plus bytes in flight never exceed `buffer_bytes_max`;
@@ -13,7 +18,7 @@
 //! - the writer only ever switches to a segment whose preparation finished (`Spare::Ready`).
 
 use super::constants::{RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
-use super::record::{encode_record, segment_name, SegmentHeader};
+use super::record::{encode_record_into, segment_crc_seed, segment_name, SegmentHeader};
 use super::recovery::{self, RecoveryReport, SegmentInfo};
 use super::segment::{self, FreeFile, Spare};
 use super::{Lsn, RedoRecord, SyncMode, SyncPolicy, WalConfig, WalError, WalStats};
@@ -28,6 +33,10 @@ const TAG_SYNC: u64 = 2;
 /// operation per round; more rounds than stages of a flush gain nothing).
 const POLL_ROUNDS_MAX: usize = 8;
 
+/// Idle batch buffers kept for reuse. Two cover the steady state (one batch filling while one
+/// flush is in flight); a burst that staged more batches frees the extra buffers again.
+const SPARE_BUFFERS_MAX: usize = 2;
+
 fn align_up(value: u64) -> u64 {
     value.div_ceil(IO_ALIGN as u64) * IO_ALIGN as u64
 }
@@ -36,7 +45,11 @@ fn align_up(value: u64) -> u64 {
 struct Batch {
     seq: u64,
     offset: u64,
-    bytes: Vec<u8>,
+    /// The batch's bytes are `buf[..fill]`; `buf` holds the largest flush.
+    buf: AlignedBuf,
+    fill: usize,
+    /// `segment_crc_seed(seq)`, which every record's checksum starts from.
+    crc_seed: u32,
     first_lsn: Lsn,
     last_lsn: Lsn,
     records: u64,
@@ -48,11 +61,11 @@ struct Batch {
 
 impl Batch {
     fn end(&self) -> u64 {
-        self.offset + self.bytes.len() as u64
+        self.offset + self.fill as u64
     }
 
     fn record_bytes(&self) -> usize {
-        self.bytes.len()
+        self.fill
             - if self.starts_segment {
                 SEGMENT_HEADER_BYTES
             } else {
@@ -108,7 +121,7 @@ pub struct Wal<V: Vfs, C: Clock> {
     no_space: Option<IoError>,
     stats: WalStats,
     completions: Vec<Completion>,
-    free_vecs: Vec<Vec<u8>>,
+    spare_buffers: Vec<AlignedBuf>,
 }
 
 impl<V: Vfs, C: Clock> Wal<V, C> {
@@ -212,7 +225,7 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
             no_space: None,
             stats,
             completions: Vec::new(),
-            free_vecs: Vec::new(),
+            spare_buffers: Vec::new(),
         };
         wal.start_spare();
         Ok((wal, recovered.report))
@@ -242,18 +255,19 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
         let synced_lsn = self.durable_lsn;
         let index = self.batch_for(size, lsn);
         let batch = &mut self.staged[index];
-        let before = batch.bytes.len();
-        encode_record(
-            &mut batch.bytes,
-            batch.seq,
+        let written = encode_record_into(
+            &mut batch.buf[batch.fill..],
+            batch.crc_seed,
             lsn,
             synced_lsn,
             record_type,
             payload,
         );
+        debug_assert_eq!(written, size);
+        batch.fill += size;
         batch.last_lsn = lsn;
         batch.records += 1;
-        self.staged_bytes += batch.bytes.len() - before;
+        self.staged_bytes += size;
         self.next_lsn += 1;
         Ok(lsn)
     }
@@ -276,13 +290,17 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
         };
         // The clock is read once per batch, not per record: only a batch's first record dates it.
         let now = self.clock.monotonic_ns();
-        let mut bytes = self.free_vecs.pop().unwrap_or_default();
-        bytes.clear();
+        let mut buf = self
+            .spare_buffers
+            .pop()
+            .unwrap_or_else(|| AlignedBuf::zeroed(flush_max + SEGMENT_HEADER_BYTES));
         let batch = if offset + size as u64 <= segment_size {
             Batch {
                 seq,
                 offset,
-                bytes,
+                buf,
+                fill: 0,
+                crc_seed: segment_crc_seed(seq),
                 first_lsn: lsn,
                 last_lsn: lsn,
                 records: 0,
@@ -301,13 +319,16 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
                 first_lsn: lsn,
                 segment_size_bytes: segment_size,
             };
-            bytes.resize(SEGMENT_HEADER_BYTES, 0);
-            header.encode_into(&mut bytes);
+            // The header block is all zero past its used bytes, also in a reused buffer.
+            buf[..SEGMENT_HEADER_BYTES].fill(0);
+            header.encode_into(&mut buf[..SEGMENT_HEADER_BYTES]);
             self.staged_bytes += SEGMENT_HEADER_BYTES;
             Batch {
                 seq: seq + 1,
                 offset: 0,
-                bytes,
+                buf,
+                fill: SEGMENT_HEADER_BYTES,
+                crc_seed: segment_crc_seed(seq + 1),
                 first_lsn: lsn,
                 last_lsn: lsn,
                 records: 0,
@@ -383,8 +404,11 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
         }
     }
 
-    /// Blocks until one operation the writer waits for completes.
-    fn wait_one(&mut self) -> Result<(), WalError> {
+    /// Blocks until one operation the writer waits for (the flush in flight, or the next
+    /// segment's preparation) completes, then returns; `poll` takes it from there. For owners
+    /// with nothing else to do: `flush_and_wait`, tools and benchmarks. Panics if nothing is in
+    /// flight ([`Wal::io_in_flight`] is false), which would wait forever.
+    pub fn wait_one(&mut self) -> Result<(), WalError> {
         let tag = match &self.flight {
             Some(flight) if flight.stage == Stage::Writing => TAG_WRITE,
             Some(_) => TAG_SYNC,
@@ -420,7 +444,13 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
         progressed
     }
 
-    fn on_completion(&mut self, completion: Completion) {
+    fn on_completion(&mut self, mut completion: Completion) {
+        if let Some(mut buf) = completion.buf.take() {
+            if self.spare_buffers.len() < SPARE_BUFFERS_MAX {
+                buf.set_len(buf.capacity());
+                self.spare_buffers.push(buf);
+            }
+        }
         let Some(flight) = self.flight.as_mut() else {
             assert!(
                 self.poisoned.is_some(),
@@ -586,10 +616,12 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
             return false;
         }
         self.stalled = false;
-        let len =
-            usize::try_from(align_up(batch.bytes.len() as u64)).expect("batch fits in memory");
-        let mut buf = AlignedBuf::zeroed(len);
-        buf[..batch.bytes.len()].copy_from_slice(&batch.bytes);
+        let Batch { mut buf, fill, .. } = batch;
+        let len = usize::try_from(align_up(fill as u64)).expect("batch fits in memory");
+        // A reused buffer holds old bytes past `fill`: the padding must read as zeroes so that
+        // no stale, valid-looking record follows the batch on disk.
+        buf[fill..len].fill(0);
+        buf.set_len(len);
         let needs_sync = self.config.sync_policy != SyncPolicy::None || batch.starts_segment;
         let op = if needs_sync && self.config.sync_mode == SyncMode::WriteDsync {
             Op::WriteDsync {
@@ -603,7 +635,7 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
             }
         };
         self.tail = (batch.seq, batch.offset + len as u64);
-        self.staged_bytes -= batch.bytes.len();
+        self.staged_bytes -= fill;
         self.stats.flushes_count += 1;
         self.stats.bytes_written += len as u64;
         self.stats.records_per_commit.record(batch.records);
@@ -616,7 +648,6 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
             starts_segment: batch.starts_segment,
             stage: Stage::Writing,
         });
-        self.free_vecs.push(batch.bytes);
         if let Err(e) = self.file.submit(TAG_WRITE, op) {
             self.poison(e);
         }
