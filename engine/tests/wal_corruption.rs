@@ -219,3 +219,62 @@ fn lsn_at(disk: &SimDisk, name: &str, at: u64) -> Lsn {
     let at = at as usize;
     u64::from_le_bytes(image[at + 8..at + 16].try_into().expect("8 bytes"))
 }
+
+/// Recovery reads segments through a window (`RECOVERY_WINDOW_BYTES` plus one record), not
+/// whole. With a segment several windows long: every record is replayed across window
+/// boundaries; a flipped byte two windows in, with later flushes whose hints cover it, is
+/// refused at the right offset (the scan for such records crosses windows); the same damage in
+/// the last flush alone is a torn tail.
+#[test]
+fn segments_larger_than_the_recovery_window_recover_and_refuse_alike() {
+    use jube_engine::wal::constants::RECOVERY_WINDOW_BYTES;
+    let window = RECOVERY_WINDOW_BYTES as u64;
+    let mut config = small_config();
+    config.segment_size_bytes = 4 * window;
+    config.flush_bytes_max = 64 * 1024;
+    config.buffer_bytes_max = 256 * 1024;
+    // ~3.3 windows of 1,000-byte records, 41 per flush (11 blocks, which do not divide the
+    // window): flushes and records straddle window boundaries.
+    let count = 3 * window / 900;
+    let fill = |seed: u64| {
+        let disk = SimDisk::new(seed, FaultConfig::none());
+        let clock = ManualClock::new(0);
+        let (mut wal, _, _) = open(&disk, &clock, &config, 1).expect("open");
+        let mut appended = Vec::new();
+        for i in 0..count {
+            let lsn = wal.next_lsn();
+            let data = payload(lsn, 1_000);
+            wal.append(1, &data).expect("append");
+            appended.push((lsn, 1u8, data));
+            if (i + 1) % 41 == 0 {
+                wal.flush_and_wait().expect("flush");
+            }
+        }
+        wal.flush_and_wait().expect("flush");
+        drop(wal);
+        let name = segments(&disk)
+            .pop()
+            .expect("one segment holds every record");
+        (disk, clock, appended, name)
+    };
+
+    let (disk, clock, appended, _) = fill(11);
+    let (_, replayed, report) = open(&disk, &clock, &config, 1).expect("reopen");
+    assert_eq!(report.torn_tail, None);
+    assert_eq!(replayed.len(), appended.len());
+    assert!(replayed == appended, "replayed records differ");
+
+    let (disk, clock, _, name) = fill(12);
+    let target = (2 * window + window / 3) / 1_032;
+    let at = offset_of(&disk, &name, target);
+    assert!(at > 2 * window, "record at {at} is past two windows");
+    disk.flip_byte(&wal_dir(&disk).path_of(&name), at + 100);
+    expect_corrupt(open(&disk, &clock, &config, 1), &name, at);
+
+    let (disk, clock, _, name) = fill(13);
+    let at = offset_of(&disk, &name, count - 2);
+    disk.flip_byte(&wal_dir(&disk).path_of(&name), at + 100);
+    let (_, replayed, report) = open(&disk, &clock, &config, 1).expect("a torn tail");
+    assert_eq!(replayed.len() as u64, count - 3);
+    assert_eq!(report.torn_tail.map(|t| t.offset), Some(at));
+}

@@ -46,6 +46,10 @@ pub const FLUSH_DELAY_NS_MAX_DEFAULT: u64 = 0;
 /// enough to be efficient, small enough not to monopolise the disk queue.
 pub const ZERO_FILL_CHUNK_BYTES: usize = 1024 * 1024;
 
+/// Recovery reads a segment through a window of this many bytes (plus room for one largest
+/// record), not whole: the memory it needs at open is bounded whatever the segment size.
+pub const RECOVERY_WINDOW_BYTES: usize = 4 * 1024 * 1024;
+
 /// Released segments kept (renamed) for reuse instead of deleted. Rewriting a written file is
 /// ~3x cheaper to fdatasync than writing fresh extents; more than a few is wasted disk.
 pub const FREE_SEGMENTS_MAX: usize = 4;
@@ -68,3 +72,4 @@ const _: () = assert!(BUFFER_BYTES_MAX_DEFAULT >= 2 * FLUSH_BYTES_MAX_DEFAULT);
 const _: () = assert!(ZERO_FILL_CHUNK_BYTES.is_multiple_of(IO_ALIGN));
 const _: () = assert!(SEGMENT_SIZE_DEFAULT.is_multiple_of(ZERO_FILL_CHUNK_BYTES as u64));
 const _: () = assert!(HISTOGRAM_BUCKETS <= 64);
+const _: () = assert!(RECOVERY_WINDOW_BYTES.is_multiple_of(IO_ALIGN));

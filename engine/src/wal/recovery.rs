@@ -15,8 +15,11 @@
 //!   after a *synced* record names it in its hint.
 //!
 //! Invariant: every record handed to `redo` is valid and has the next contiguous LSN.
+//!
+//! Segments are read through a [`SegmentWindow`] of [`RECOVERY_WINDOW_BYTES`] plus one largest
+//! record, so recovery's memory does not grow with the segment size.
 
-use super::constants::{RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
+use super::constants::{RECORD_HEADER_BYTES, RECOVERY_WINDOW_BYTES, SEGMENT_HEADER_BYTES};
 use super::record::{decode_record, free_name, parse_name, segment_name, FileKind, SegmentHeader};
 use super::segment::FreeFile;
 use super::{Lsn, RedoRecord, WalConfig, WalError};
@@ -63,7 +66,7 @@ pub(super) struct Recovered {
 /// Where the walk over one segment stopped.
 struct Stop {
     /// Offset of the first byte that is not part of a valid record.
-    offset: usize,
+    offset: u64,
     /// The LSN the next record would have had.
     next_lsn: Lsn,
 }
@@ -85,6 +88,71 @@ fn read_file<F: Storage>(file: &mut F, len: u64) -> Result<AlignedBuf, IoError> 
     let len = usize::try_from(len.div_ceil(IO_ALIGN as u64) * IO_ALIGN as u64).expect("fits");
     let (buf, _) = file.read_at(0, AlignedBuf::zeroed(len.max(IO_ALIGN)))?;
     Ok(buf)
+}
+
+/// A read window over one segment file: bytes are loaded on demand, at most the window's
+/// capacity at a time (`RECOVERY_WINDOW_BYTES` plus one largest record, less for a smaller file).
+struct SegmentWindow<F: Storage> {
+    file: F,
+    path: String,
+    size: u64,
+    /// Taken only while a read is in flight.
+    buf: Option<AlignedBuf>,
+    /// File offset of the window's first byte; `len` bytes from there are loaded.
+    start: u64,
+    len: usize,
+    /// Bytes `at` shows at least (unless the file ends first): a record header and the largest
+    /// payload, so a record that starts in view is wholly in view.
+    reach: usize,
+}
+
+impl<F: Storage> SegmentWindow<F> {
+    fn new(file: F, config: &WalConfig) -> SegmentWindow<F> {
+        let reach = RECORD_HEADER_BYTES + config.payload_bytes_max();
+        let size = file.size();
+        let file_blocks = usize::try_from(size.next_multiple_of(IO_ALIGN as u64))
+            .unwrap_or(usize::MAX)
+            .max(IO_ALIGN);
+        let capacity = (RECOVERY_WINDOW_BYTES + reach)
+            .next_multiple_of(IO_ALIGN)
+            .min(file_blocks);
+        SegmentWindow {
+            path: file.path().to_string(),
+            file,
+            size,
+            buf: Some(AlignedBuf::zeroed(capacity)),
+            start: 0,
+            len: 0,
+            reach,
+        }
+    }
+
+    /// The file's bytes from `offset` on, at least `reach` of them unless the file ends first;
+    /// and whether they run to the end of the file.
+    fn at(&mut self, offset: u64) -> Result<(&[u8], bool), IoError> {
+        let wanted_end = offset.saturating_add(self.reach as u64).min(self.size);
+        if offset < self.start || wanted_end > self.start + self.len as u64 {
+            let start = offset / IO_ALIGN as u64 * IO_ALIGN as u64;
+            let remaining = self.size.saturating_sub(start);
+            let mut buf = self.buf.take().expect("no read in flight");
+            let read_len = usize::try_from(remaining.next_multiple_of(IO_ALIGN as u64))
+                .unwrap_or(usize::MAX)
+                .clamp(IO_ALIGN, buf.capacity());
+            buf.set_len(read_len);
+            let (buf, _) = self.file.read_at(start, buf)?;
+            self.buf = Some(buf);
+            self.start = start;
+            self.len = usize::try_from(remaining)
+                .unwrap_or(usize::MAX)
+                .min(read_len);
+        }
+        let buf = self.buf.as_ref().expect("no read in flight");
+        let from = usize::try_from(offset - self.start)
+            .unwrap_or(usize::MAX)
+            .min(self.len);
+        let eof = self.start + self.len as u64 >= self.size;
+        Ok((&buf[from..self.len], eof))
+    }
 }
 
 fn read_header<V: Vfs>(vfs: &mut V, seq: u64, config: &WalConfig) -> Result<Header, WalError> {
@@ -243,17 +311,15 @@ fn retained_start<V: Vfs>(
         if gap_header || older.first_lsn > newer.first_lsn {
             break;
         }
-        let mut file = vfs.open(&segment_name(older.seq), OpenMode::Existing)?;
-        let path = file.path().to_string();
-        let size = file.size();
-        let data = read_file(&mut file, size)?;
+        let file = vfs.open(&segment_name(older.seq), OpenMode::Existing)?;
+        let mut window = SegmentWindow::new(file, config);
         let mut report = RecoveryReport::default();
         let nothing = ReplayFrom {
             lsn: Lsn::MAX,
             retained: false,
         };
         let mut skip = |_: RedoRecord<'_>| Ok(());
-        let stop = walk_segment(config, &data, older, &path, nothing, &mut skip, &mut report);
+        let stop = walk_segment(config, &mut window, older, nothing, &mut skip, &mut report);
         match stop {
             Ok(stop) if stop.next_lsn == newer.first_lsn => start -= 1,
             _ => break,
@@ -308,11 +374,10 @@ where
 {
     let mut expected = chain[0].first_lsn;
     for (index, header) in chain.iter().enumerate() {
-        let mut file = vfs.open(&segment_name(header.seq), OpenMode::Existing)?;
-        let path = file.path().to_string();
-        let size = file.size();
-        let data = read_file(&mut file, size)?;
-        let stop = walk_segment(config, &data, header, &path, replay_from, redo, report)?;
+        let file = vfs.open(&segment_name(header.seq), OpenMode::Existing)?;
+        let mut window = SegmentWindow::new(file, config);
+        let path = window.path.clone();
+        let stop = walk_segment(config, &mut window, header, replay_from, redo, report)?;
         report.segments_scanned += 1;
         expected = stop.next_lsn;
         match chain.get(index + 1) {
@@ -333,92 +398,93 @@ where
                     segment_name(next.seq),
                     next.first_lsn
                 );
-                return Err(corrupt(path, stop.offset as u64, detail));
+                return Err(corrupt(path, stop.offset, detail));
             }
-            None => check_tail(config, &data, header.seq, &stop, &path, report)?,
+            None => check_tail(config, &mut window, header.seq, &stop, report)?,
         }
     }
     Ok(expected)
 }
 
 /// Replays the valid records of one segment; stops at the first position without the next one.
-fn walk_segment<F>(
+fn walk_segment<F, S>(
     config: &WalConfig,
-    data: &[u8],
+    window: &mut SegmentWindow<S>,
     header: &SegmentHeader,
-    path: &str,
     replay_from: ReplayFrom,
     redo: &mut F,
     report: &mut RecoveryReport,
 ) -> Result<Stop, WalError>
 where
     F: FnMut(RedoRecord<'_>) -> Result<(), String>,
+    S: Storage,
 {
     let payload_max = config.payload_bytes_max();
-    let mut offset = SEGMENT_HEADER_BYTES;
+    let mut offset = SEGMENT_HEADER_BYTES as u64;
     let mut lsn = header.first_lsn;
-    loop {
-        let here = decode_record(data, offset, header.seq, payload_max);
-        let record = match here {
-            Some(r) if r.lsn == lsn => Some((offset, r)),
-            Some(r) => {
-                let detail = format!("record has LSN {} where LSN {lsn} was expected", r.lsn);
-                return Err(corrupt(path.to_string(), offset as u64, detail));
+    'records: loop {
+        // The next record starts here or, after a flush's zero padding, at the next block.
+        let aligned = offset.next_multiple_of(IO_ALIGN as u64);
+        for (at, first) in [(offset, true), (aligned, false)] {
+            if !first && aligned == offset {
+                break;
             }
-            None => {
-                // A flush ends padded with zeroes to a block boundary: the next record, if any,
-                // starts at the next block and must carry exactly the expected LSN.
-                let aligned = offset.next_multiple_of(IO_ALIGN);
-                match decode_record(data, aligned, header.seq, payload_max) {
-                    Some(r) if aligned != offset && r.lsn == lsn => Some((aligned, r)),
-                    _ => None,
+            let (data, _) = window.at(at)?;
+            match decode_record(data, 0, header.seq, payload_max) {
+                Some(record) if record.lsn == lsn => {
+                    if replay_from.retained || lsn >= replay_from.lsn {
+                        let redo_record = RedoRecord {
+                            lsn,
+                            record_type: record.record_type,
+                            payload: record.payload,
+                        };
+                        redo(redo_record).map_err(|detail| WalError::Redo { lsn, detail })?;
+                        if lsn >= replay_from.lsn {
+                            report.records_replayed += 1;
+                        }
+                    }
+                    offset = at + record.encoded_len() as u64;
+                    lsn += 1;
+                    continue 'records;
                 }
-            }
-        };
-        let Some((at, record)) = record else {
-            return Ok(Stop {
-                offset,
-                next_lsn: lsn,
-            });
-        };
-        if replay_from.retained || record.lsn >= replay_from.lsn {
-            let redo_record = RedoRecord {
-                lsn,
-                record_type: record.record_type,
-                payload: record.payload,
-            };
-            redo(redo_record).map_err(|detail| WalError::Redo { lsn, detail })?;
-            if record.lsn >= replay_from.lsn {
-                report.records_replayed += 1;
+                Some(record) if first => {
+                    let detail =
+                        format!("record has LSN {} where LSN {lsn} was expected", record.lsn);
+                    return Err(corrupt(window.path.clone(), offset, detail));
+                }
+                _ => {}
             }
         }
-        offset = at + record.encoded_len();
-        lsn += 1;
+        return Ok(Stop {
+            offset,
+            next_lsn: lsn,
+        });
     }
 }
 
 /// Decides whether the end of the last segment is a torn tail (truncate) or corruption.
-fn check_tail(
+fn check_tail<S: Storage>(
     config: &WalConfig,
-    data: &[u8],
+    window: &mut SegmentWindow<S>,
     seq: u64,
     stop: &Stop,
-    path: &str,
     report: &mut RecoveryReport,
 ) -> Result<(), WalError> {
-    let found = scan_beyond(config, data, seq, stop.offset + 1, stop.next_lsn);
+    let size = window.size;
+    let found = scan_beyond(config, window, seq, stop.offset + 1, size, stop.next_lsn)?;
+    let path = window.path.clone();
     if let Some((offset, lsn, synced)) = found.claims_durable {
         let detail = format!(
             "no valid record with LSN {} here, but the record at offset {offset} (LSN {lsn}) was \
              written after LSN {synced} was durable",
             stop.next_lsn
         );
-        return Err(corrupt(path.to_string(), stop.offset as u64, detail));
+        return Err(corrupt(path, stop.offset, detail));
     }
-    let block_end = stop.offset.next_multiple_of(IO_ALIGN).min(data.len());
-    let dirty_block = data
-        .get(stop.offset..block_end)
-        .is_some_and(|rest| rest.iter().any(|&b| b != 0));
+    let block_end = stop.offset.next_multiple_of(IO_ALIGN as u64).min(size);
+    let (rest, _) = window.at(stop.offset)?;
+    let rest_len = usize::try_from(block_end.saturating_sub(stop.offset)).unwrap_or(usize::MAX);
+    let dirty_block = rest.iter().take(rest_len).any(|&b| b != 0);
     if found.any_valid || dirty_block {
         tracing::warn!(
             path,
@@ -427,8 +493,8 @@ fn check_tail(
             "truncating a torn WAL tail"
         );
         report.torn_tail = Some(TornTail {
-            path: path.to_string(),
-            offset: stop.offset as u64,
+            path,
+            offset: stop.offset,
         });
     }
     Ok(())
@@ -437,30 +503,56 @@ fn check_tail(
 struct Beyond {
     any_valid: bool,
     /// A record (offset, LSN, synced hint) whose hint covers the missing LSN.
-    claims_durable: Option<(usize, Lsn, Lsn)>,
+    claims_durable: Option<(u64, Lsn, Lsn)>,
 }
 
-/// Looks at every byte offset from `from` for a valid record of segment `seq`.
-fn scan_beyond(config: &WalConfig, data: &[u8], seq: u64, from: usize, missing: Lsn) -> Beyond {
+/// Looks at every byte offset in `from..end` for a valid record of segment `seq` that lies
+/// wholly before `end`.
+fn scan_beyond<S: Storage>(
+    config: &WalConfig,
+    window: &mut SegmentWindow<S>,
+    seq: u64,
+    from: u64,
+    end: u64,
+    missing: Lsn,
+) -> Result<Beyond, WalError> {
     let payload_max = config.payload_bytes_max();
+    let reach = window.reach;
     let mut beyond = Beyond {
         any_valid: false,
         claims_durable: None,
     };
-    let last = data.len().saturating_sub(RECORD_HEADER_BYTES);
-    for offset in from..=last {
-        // Cheap filter before the CRC: the type byte of a record is never zero.
-        if data[offset + 24] == 0 {
-            continue;
+    let mut offset = from;
+    while offset + RECORD_HEADER_BYTES as u64 <= end {
+        let (data, eof) = window.at(offset)?;
+        let before_end = usize::try_from(end - offset).unwrap_or(usize::MAX);
+        let data = &data[..data.len().min(before_end)];
+        let complete = eof || data.len() == before_end;
+        // Offsets whose largest possible record is wholly in `data`; at the end, every offset
+        // with room for a header (decoding checks the rest).
+        let count = if complete {
+            (data.len() + 1).saturating_sub(RECORD_HEADER_BYTES)
+        } else {
+            data.len() + 1 - reach
+        };
+        if count == 0 {
+            break;
         }
-        if let Some(r) = decode_record(data, offset, seq, payload_max) {
-            beyond.any_valid = true;
-            if r.synced_lsn >= missing && beyond.claims_durable.is_none() {
-                beyond.claims_durable = Some((offset, r.lsn, r.synced_lsn));
+        for at in 0..count {
+            // Cheap filter before the CRC: the type byte of a record is never zero.
+            if data[at + 24] == 0 {
+                continue;
+            }
+            if let Some(r) = decode_record(data, at, seq, payload_max) {
+                beyond.any_valid = true;
+                if r.synced_lsn >= missing && beyond.claims_durable.is_none() {
+                    beyond.claims_durable = Some((offset + at as u64, r.lsn, r.synced_lsn));
+                }
             }
         }
+        offset += count as u64;
     }
-    beyond
+    Ok(beyond)
 }
 
 /// Trailing segments with torn headers may hold records of their first flush; if any claims
@@ -473,17 +565,26 @@ fn check_trailing<V: Vfs>(
     next_lsn: Lsn,
 ) -> Result<(), WalError> {
     for &seq in unusable.iter().filter(|&&seq| seq > last_seq) {
-        let mut file = vfs.open(&segment_name(seq), OpenMode::Existing)?;
-        let window = (SEGMENT_HEADER_BYTES + config.flush_bytes_max) as u64;
-        let size = file.size().min(window);
-        let data = read_file(&mut file, size)?;
-        let found = scan_beyond(config, &data, seq, SEGMENT_HEADER_BYTES, next_lsn);
+        let file = vfs.open(&segment_name(seq), OpenMode::Existing)?;
+        let mut window = SegmentWindow::new(file, config);
+        // Only the first flush can hold records when the header itself is torn.
+        let end = window
+            .size
+            .min((SEGMENT_HEADER_BYTES + config.flush_bytes_max) as u64);
+        let found = scan_beyond(
+            config,
+            &mut window,
+            seq,
+            SEGMENT_HEADER_BYTES as u64,
+            end,
+            next_lsn,
+        )?;
         if let Some((offset, lsn, synced)) = found.claims_durable {
             let detail = format!(
                 "segment header is invalid but its record LSN {lsn} says LSN {synced} was durable; \
                  the log ends before LSN {next_lsn}"
             );
-            return Err(corrupt(file.path().to_string(), offset as u64, detail));
+            return Err(corrupt(window.path, offset, detail));
         }
     }
     Ok(())
