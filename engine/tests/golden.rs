@@ -316,8 +316,10 @@ fn build_v2_txn() -> Vec<(String, Vec<u8>)> {
         .collect();
     puts[4].2 = T0 + 3_600_000;
     puts.push(("t/count".to_string(), b"5".to_vec(), 0));
-    let borrowed: Vec<(&str, Vec<u8>, u64)> =
-        puts.iter().map(|(k, v, e)| (k.as_str(), v.clone(), *e)).collect();
+    let borrowed: Vec<(&str, Vec<u8>, u64)> = puts
+        .iter()
+        .map(|(k, v, e)| (k.as_str(), v.clone(), *e))
+        .collect();
     shard.apply_txn(&txn_puts(&borrowed)).expect("apply");
     settle_shard(&mut shard, &clock);
     // A participant's Prepare that stays in doubt, below the checkpoint.

@@ -769,10 +769,21 @@ impl<V: Vfs> ValueLog<V> {
     /// `live / (1 - percent/100)` plus the active segment. A segment with nothing live is
     /// always taken: it costs no I/O, only a deletion after the next checkpoint.
     pub fn pick_victim(&self) -> Option<u64> {
+        self.pick_victim_where(|_| true)
+    }
+
+    /// [`ValueLog::pick_victim`] among the segments `eligible` accepts: the shard excludes those
+    /// holding values of prepared, undecided transactions (their pointers are in no leaf, so a
+    /// collection could neither move nor account for them).
+    pub fn pick_victim_where(&self, eligible: impl Fn(u64) -> bool) -> Option<u64> {
         let busy = self.busy_segments();
         let candidates = || {
             self.segments.iter().filter(|(id, s)| {
-                !busy.contains(id) && s.retired_at.is_none() && !s.gc_failed && s.size > 0
+                !busy.contains(id)
+                    && s.retired_at.is_none()
+                    && !s.gc_failed
+                    && s.size > 0
+                    && eligible(**id)
             })
         };
         if let Some((&id, _)) = candidates().find(|(_, s)| s.live_bytes == 0) {
