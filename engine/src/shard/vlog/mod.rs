@@ -695,7 +695,7 @@ impl<V: Vfs> ValueLog<V> {
                     return Ok((records, pos, pos >= size));
                 }
                 let at = usize::try_from(pos - start).expect("fits");
-                match decode_record(&buf[at..], id) {
+                match padded_decode(&buf[at..], pos, id) {
                     Decoded::Record(record, len) => {
                         records.push(ScannedRecord {
                             pointer: Pointer {
@@ -864,6 +864,26 @@ impl<V: Vfs> ValueLog<V> {
             .sum();
         stats.dead_bytes = size - stats.live_bytes;
         stats
+    }
+}
+
+/// [`decode_record`] at segment offset `pos`, also recognizing the zero padding of a flush that
+/// ended fewer than a record header's bytes before a block boundary: there the header read runs
+/// into the next flush's first record, so it is not all zero. A record that really starts there
+/// decodes whole first, so only bytes that are no intact record are taken for padding.
+fn padded_decode(bytes: &[u8], pos: u64, segment: u64) -> Decoded<'_> {
+    let decoded = decode_record(bytes, segment);
+    let to_block = usize::try_from(align_up(pos) - pos).expect("below a block");
+    let short_padding = !matches!(decoded, Decoded::Record(..))
+        && to_block > 0
+        && to_block < crate::constants::VLOG_RECORD_HEADER_SIZE
+        && bytes
+            .get(..to_block)
+            .is_some_and(|b| b.iter().all(|&b| b == 0));
+    if short_padding {
+        Decoded::Padding
+    } else {
+        decoded
     }
 }
 
