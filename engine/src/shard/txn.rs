@@ -226,14 +226,13 @@ impl TxnState {
     /// After the last record: locks the written keys of every in-doubt prepare again and pins
     /// the value-log segments holding its values (the shard adopts them as live).
     pub(super) fn finish_recovery(&mut self) -> Result<(), String> {
-        let writes: Vec<ResolvedWrite> = self
-            .prepared
-            .values()
-            .flat_map(|prepared| prepared.writes.iter())
-            .filter(|write| write.pointer().is_some())
-            .cloned()
+        let segments: Vec<u64> = self
+            .prepared_pointers()
+            .map(|(_, pointer)| pointer.segment)
             .collect();
-        self.pin(&writes);
+        for segment in segments {
+            *self.pinned.entry(segment).or_default() += 1;
+        }
         for (id, prepared) in &self.prepared {
             for key in &prepared.keys {
                 if let Some(other) = self.locks.insert(key.clone(), *id) {
