@@ -100,7 +100,7 @@ fn format_tables_match_the_code() {
         .filter(|r| r.1.is_some())
         .collect();
     let write_fields = [
-        ("kind: 1 = put, 2 = delete", 0),
+        ("kind: 1 = put, 2 = delete, 3 = put pointer", 0),
         ("key length", 1),
         ("expiry ms (put only): absolute wall-clock ms, 0 = none", 3),
         ("value length (put only)", 11),

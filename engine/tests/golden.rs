@@ -12,6 +12,14 @@
 //! (whose checkpoint persists the clock calibration and the value-log head). It must open with
 //! today's code and hold its data, and building it again must give the same bytes.
 //!
+//! `fixtures/v2-txn/` is a shard directory holding transaction records as they were written
+//! before transactions could carry value-log pointers (write kinds 1 and 2 only), built by
+//! [`build_v2_txn`] and left without a clean close: a TxnApply below and above the checkpoint, a
+//! coordinator's Prepare and Decision (the decision not forgotten), and a participant's Prepare
+//! left in doubt below the checkpoint. It must open (WAL redo and the retained records rebuild
+//! the txn state), hold its data, and resolve its in-doubt txn; building it again must give the
+//! same bytes (inline transaction writes are still encoded exactly as before).
+//!
 //! After a deliberate format change: bump `FORMAT_VERSION`, keep the old fixtures (and say in
 //! docs/format.md whether they still open or are refused), and add the new one by running
 //! `JUBE_WRITE_FIXTURE=1 cargo test -p jube-engine --test golden`.
@@ -22,6 +30,7 @@ use jube_engine::storage::file::FileVfs;
 use jube_engine::storage::sim::{FaultConfig, SimDisk};
 use jube_engine::storage::Vfs;
 use jube_engine::tree::{Tree, TreeConfig};
+use jube_engine::txn::{OpKind, PrepareReply, PrepareRequest, TxnId, TxnOp, TxnPart};
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -239,5 +248,194 @@ fn v2_fixture_opens_holds_its_data_and_is_reproduced() {
     assert!(
         built == golden,
         "format v2 encoding changed: the same operations now write other bytes"
+    );
+}
+
+fn v2_txn_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v2-txn")
+}
+
+/// The v2-txn fixture's shard (id 1, so that it can be a participant of a txn coordinated by
+/// shard 0).
+fn v2_txn_config() -> ShardConfig {
+    let mut config = v2_config();
+    config.tree.shard_id = 1;
+    config.wal.shard_id = 1;
+    config
+}
+
+fn txn_puts(puts: &[(&str, Vec<u8>, u64)]) -> TxnPart {
+    let ops = puts
+        .iter()
+        .enumerate()
+        .map(|(index, (key, value, expiry_ms))| TxnOp {
+            index: index as u32,
+            key: key.as_bytes().to_vec(),
+            kind: OpKind::Put {
+                value: value.clone(),
+                expiry_ms: *expiry_ms,
+            },
+        })
+        .collect();
+    TxnPart {
+        assertions: Vec::new(),
+        ops,
+    }
+}
+
+/// Value `i` of the v2-txn fixture: inline sizes only (at most 300 bytes).
+fn v2_txn_value(i: u32) -> Vec<u8> {
+    (0..10 + 29 * i as usize)
+        .map(|b| (b as u32 * 13 + i) as u8)
+        .collect()
+}
+
+/// The in-doubt participant txn of the v2-txn fixture.
+const V2_TXN_IN_DOUBT: TxnId = TxnId {
+    coordinator: 0,
+    number: 4_242,
+};
+
+fn settle_shard(shard: &mut Shard<jube_engine::storage::sim::SimVfs>, clock: &ManualClock) {
+    while shard.acked_lsn() < shard.last_lsn() {
+        clock.advance_ns(1_000_000);
+        shard.poll().expect("poll");
+    }
+}
+
+/// Builds the v2-txn fixture: the durable bytes of every file of the shard directory.
+fn build_v2_txn() -> Vec<(String, Vec<u8>)> {
+    let disk = SimDisk::new(3, FaultConfig::none());
+    let clock = ManualClock::new(T0);
+    let vfs = disk.root().subdir("shard").expect("subdir");
+    let shared: Rc<dyn Clock> = Rc::new(clock.clone());
+    let (mut shard, _) = Shard::open(vfs, v2_txn_config(), shared).expect("create");
+    // A single-shard txn: ten puts, one with an expiry, and a counter.
+    let mut puts: Vec<(String, Vec<u8>, u64)> = (0..10)
+        .map(|i| (format!("t/{i}"), v2_txn_value(i), 0))
+        .collect();
+    puts[4].2 = T0 + 3_600_000;
+    puts.push(("t/count".to_string(), b"5".to_vec(), 0));
+    let borrowed: Vec<(&str, Vec<u8>, u64)> = puts
+        .iter()
+        .map(|(k, v, e)| (k.as_str(), v.clone(), *e))
+        .collect();
+    shard.apply_txn(&txn_puts(&borrowed)).expect("apply");
+    settle_shard(&mut shard, &clock);
+    // A participant's Prepare that stays in doubt, below the checkpoint.
+    let request = PrepareRequest {
+        id: Some(V2_TXN_IN_DOUBT),
+        read_only: false,
+        part: txn_puts(&[("p/0", v2_txn_value(3), 0), ("t/1", v2_txn_value(9), 0)]),
+    };
+    let reply = shard.prepare_txn(&request).expect("prepare");
+    assert!(matches!(reply, PrepareReply::Prepared { .. }), "{reply:?}");
+    settle_shard(&mut shard, &clock);
+    shard.checkpoint().expect("checkpoint");
+    // Above the checkpoint: a txn this shard coordinates, decided and not forgotten...
+    let request = PrepareRequest {
+        id: None,
+        read_only: false,
+        part: txn_puts(&[("c/0", v2_txn_value(5), 0)]),
+    };
+    let PrepareReply::Prepared { id, .. } = shard.prepare_txn(&request).expect("prepare") else {
+        panic!("prepared")
+    };
+    settle_shard(&mut shard, &clock);
+    shard.decide_txn(id, &[1, 2]).expect("decide");
+    // ...and a TxnApply with an add, a delete and an overwrite.
+    let part = TxnPart {
+        assertions: Vec::new(),
+        ops: vec![
+            TxnOp {
+                index: 0,
+                key: b"t/count".to_vec(),
+                kind: OpKind::Add { delta: 37 },
+            },
+            TxnOp {
+                index: 1,
+                key: b"t/2".to_vec(),
+                kind: OpKind::Delete,
+            },
+            TxnOp {
+                index: 2,
+                key: b"t/3".to_vec(),
+                kind: OpKind::Put {
+                    value: b"overwritten".to_vec(),
+                    expiry_ms: 0,
+                },
+            },
+        ],
+    };
+    shard.apply_txn(&part).expect("apply");
+    settle_shard(&mut shard, &clock);
+    drop(shard);
+    let mut vfs = disk.root().subdir("shard").expect("subdir");
+    vfs.list()
+        .expect("list")
+        .into_iter()
+        .map(|name| {
+            let image = disk.durable_image(&format!("shard/{name}")).expect("image");
+            (name, image)
+        })
+        .collect()
+}
+
+#[test]
+fn v2_txn_fixture_opens_resolves_and_is_reproduced() {
+    let built = build_v2_txn();
+    if std::env::var("JUBE_WRITE_FIXTURE").is_ok() {
+        let _ = std::fs::remove_dir_all(v2_txn_dir());
+        std::fs::create_dir_all(v2_txn_dir()).expect("fixture dir");
+        for (name, bytes) in &built {
+            std::fs::write(v2_txn_dir().join(name), bytes).expect("write fixture");
+        }
+    }
+    let mut golden: Vec<(String, Vec<u8>)> = std::fs::read_dir(v2_txn_dir())
+        .expect("fixtures/v2-txn is checked in")
+        .map(|entry| {
+            let entry = entry.expect("entry");
+            let name = entry.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(entry.path()).expect("read"))
+        })
+        .collect();
+    golden.sort();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (name, bytes) in &golden {
+        std::fs::write(dir.path().join(name), bytes).expect("copy fixture");
+    }
+    let vfs = FileVfs::open(dir.path(), false).expect("vfs");
+    let shared: Rc<dyn Clock> = Rc::new(ManualClock::new(T0));
+    let (mut shard, report) =
+        Shard::open(vfs, v2_txn_config(), shared).expect("v2-txn fixture opens");
+    assert!(report.wal.records_replayed > 0, "{report:?}");
+    assert_eq!(shard.in_doubt(), vec![V2_TXN_IN_DOUBT]);
+    assert_eq!(shard.lock_holder(b"p/0"), Some(V2_TXN_IN_DOUBT));
+    assert_eq!(shard.recovered_decisions().len(), 1);
+    shard.check_integrity().expect("fixture integrity");
+    let mut get = |key: &str| shard.get(key.as_bytes()).expect("get").map(|v| v.bytes);
+    assert_eq!(get("t/0"), Some(v2_txn_value(0)));
+    assert_eq!(get("t/2"), None, "deleted above the checkpoint");
+    assert_eq!(get("t/3"), Some(b"overwritten".to_vec()));
+    assert_eq!(get("t/9"), Some(v2_txn_value(9)));
+    assert_eq!(get("t/count"), Some(b"42".to_vec()));
+    assert_eq!(get("c/0"), Some(v2_txn_value(5)), "the Decision applied");
+    let expiry = shard.get(b"t/4").expect("get").expect("present").expiry_ms;
+    assert_eq!(expiry, T0 + 3_600_000);
+    // The in-doubt part resolves to commit and applies its (retained) writes.
+    shard.finish_txn(V2_TXN_IN_DOUBT, true).expect("commit");
+    assert_eq!(shard.lock_holder(b"p/0"), None);
+    assert_eq!(
+        shard.get(b"t/1").expect("get").map(|v| v.bytes),
+        Some(v2_txn_value(9))
+    );
+    assert_eq!(
+        shard.get(b"p/0").expect("get").map(|v| v.bytes),
+        Some(v2_txn_value(3))
+    );
+    shard.check_integrity().expect("integrity after resolution");
+    assert!(
+        built == golden,
+        "transaction record encoding changed: the same operations now write other bytes"
     );
 }

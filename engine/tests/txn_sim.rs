@@ -14,6 +14,12 @@
 //!   shard;
 //! - read-only cross-shard reads (volatile ids, locks only) and plain single-key gets.
 //!
+//! A register or task value names the txn that wrote it (`t<tag>`); one in four also carries a
+//! filler derived from the tag that takes them above the inline threshold, so they go to the
+//! value log, in small segments whose garbage collection runs at every poll: GC moves committed
+//! txn values, must leave prepared ones alone, and crashes land between a txn's values and its
+//! record. The checker verifies every filler byte.
+//!
 //! Every writing txn also puts a marker key on each participant shard. Messages between the
 //! clients (which drive `Coordinator`s) and the shards' workers travel through a mesh that
 //! delays each by a random number of ticks and delivers what is due in random order. Workers
@@ -33,6 +39,9 @@
 //!   error left none;
 //! - claims: the claim counters add up to the number of claimed tasks; a claimed task names an
 //!   applied claim of that task; no two acknowledged claims of one task;
+//! - every value naming a txn holds exactly the bytes that txn wrote (filler included), the
+//!   value log's live-byte counts match the tree and the prepared txns (`check_integrity`), and
+//!   GC never met a live value it could not move (a prepared one);
 //! - serializability of the register history: values are unique per write, so each read names
 //!   the write it saw and each read-modify-write the write it replaced; no value is replaced
 //!   twice (lost update), no acknowledged read saw a write that was never applied (dirty read),
@@ -68,6 +77,30 @@ const TICKS: usize = 2_500;
 const LOCK_WAITERS_MAX: usize = 8;
 /// Mesh delay, in ticks, at most.
 const DELAY_TICKS_MAX: usize = 3;
+/// Sizes of the values that go to the value log (above the 1 KiB inline threshold of 4 KiB
+/// pages).
+const LARGE_VALUE_BYTES: std::ops::RangeInclusive<usize> = 1_100..=3_000;
+
+/// The value txn `tag` writes to a register or task: `t<tag>`, and for large ones `|` and a
+/// filler derived from the tag up to `len` bytes.
+fn tagged_value(tag: u64, len: Option<usize>) -> Vec<u8> {
+    let mut value = format!("t{tag}").into_bytes();
+    if let Some(len) = len {
+        value.push(b'|');
+        let start = value.len();
+        value.extend((start..len).map(|i| (tag as u8).wrapping_mul(7).wrapping_add(i as u8)));
+    }
+    value
+}
+
+/// The tag a register or task value names, if it is exactly a value `tagged_value` makes.
+fn tag_of(value: &[u8]) -> Option<u64> {
+    let rest = value.strip_prefix(b"t")?;
+    let digits = rest.split(|&b| b == b'|').next()?;
+    let tag: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    let len = (digits.len() + 1 < rest.len()).then_some(value.len());
+    (tagged_value(tag, len) == value).then_some(tag)
+}
 
 fn shard_of(key: &[u8]) -> u32 {
     let text = std::str::from_utf8(key).expect("ascii keys");
@@ -95,6 +128,10 @@ fn config(shard_id: u32) -> ShardConfig {
     config.checkpoint_dirty_bytes = 6 * 4096;
     config.checkpoint_interval_ms = 20;
     config.checkpoint_slice_bytes = 2 * 4096;
+    config.vlog.segment_bytes = 16 * 1024;
+    config.vlog.gc_slice_bytes = 8 * 1024;
+    config.vlog.gc_interval_ms = 0;
+    config.vlog.gc_garbage_percent = 30;
     config
 }
 
@@ -214,6 +251,9 @@ struct Probes {
     resolved_commit: u64,
     resolved_abort: u64,
     recoveries: u64,
+    /// Acknowledged commits that wrote a value-log value, and GC collections finished.
+    committed_large: u64,
+    gc_runs: u64,
 }
 
 impl Sim {
@@ -334,6 +374,13 @@ impl Sim {
         self.history.len() - 1
     }
 
+    /// The length of a large value one time in four, else None (a small value).
+    fn large_len(&mut self) -> Option<usize> {
+        self.rng
+            .gen_bool(0.25)
+            .then(|| self.rng.gen_range(LARGE_VALUE_BYTES))
+    }
+
     fn random_shard(&mut self) -> u32 {
         self.rng.gen_range(0..self.shard_count)
     }
@@ -400,7 +447,7 @@ impl Sim {
                     }
                     let read = OpKind::Read { with_version: true };
                     items.push((reg.clone(), Item::Op(read)));
-                    let value = format!("t{tag}").into_bytes();
+                    let value = tagged_value(tag, self.large_len());
                     let put = OpKind::Put {
                         value,
                         expiry_ms: 0,
@@ -419,7 +466,7 @@ impl Sim {
                 let open = AssertionKind::ValueEquals(b"open".to_vec());
                 items.push((task.clone(), Item::Assert(open)));
                 let claim = OpKind::Put {
-                    value: format!("t{tag}").into_bytes(),
+                    value: tagged_value(tag, self.large_len()),
                     expiry_ms: 0,
                 };
                 items.push((task, Item::Op(claim)));
@@ -526,6 +573,7 @@ impl Sim {
                     self.history[record].outcome = match reply.clone() {
                         Ok(TxnOutcome::Committed { results }) => {
                             self.probes.committed_cross += 1;
+                            self.note_large(record);
                             Outcome::Committed(results)
                         }
                         Ok(TxnOutcome::Failed(failure)) => {
@@ -553,6 +601,16 @@ impl Sim {
         let done = matches!(&self.clients[client], Some(InFlight::Cross { coordinator, .. }) if coordinator.is_done());
         if done {
             self.clients[client] = None;
+        }
+    }
+
+    /// Counts an acknowledged commit of `record` that put a value into the value log.
+    fn note_large(&mut self, record: usize) {
+        let large = self.history[record].ops.values().any(|(_, kind)| {
+            matches!(kind, OpKind::Put { value, .. } if value.len() >= *LARGE_VALUE_BYTES.start())
+        });
+        if large {
+            self.probes.committed_large += 1;
         }
     }
 
@@ -590,6 +648,7 @@ impl Sim {
                         ..
                     }) => {
                         self.probes.committed_single += 1;
+                        self.note_large(record);
                         Outcome::Committed(results)
                     }
                     Ok(TxnReply {
@@ -794,6 +853,7 @@ impl Sim {
     fn crash_and_recover(&mut self) {
         self.trace("CRASH".to_string());
         self.crashes += 1;
+        self.note_gc();
         self.workers.clear();
         self.mesh.clear();
         for client in &mut self.clients {
@@ -814,12 +874,20 @@ impl Sim {
                     self.seed
                 ),
             }
+            self.note_gc();
             self.workers.clear();
             self.disk.crash();
         }
         self.disk.cancel_power_cut();
         self.probes.recoveries += 1;
         self.check();
+    }
+
+    /// Counts the GC collections of the shards' current incarnations (before they are dropped).
+    fn note_gc(&mut self) {
+        for worker in &self.workers {
+            self.probes.gc_runs += worker.shard.stats().vlog.gc_runs;
+        }
     }
 
     /// Opens every shard and resolves every in-doubt txn, as the server does before it listens.
@@ -895,6 +963,11 @@ impl Sim {
             if let Err(error) = worker.shard.check_integrity() {
                 panic!("seed {seed}: shard {index} integrity: {error}");
             }
+            let vlog = worker.shard.stats().vlog;
+            assert_eq!(
+                vlog.gc_failures, 0,
+                "seed {seed}: shard {index}: GC met live values it could not account for"
+            );
         }
         let state = self.read_all();
         let applied = self.check_atomicity(&state);
@@ -991,10 +1064,8 @@ impl Sim {
                 continue;
             }
             claimed += 1;
-            let tag: u64 = std::str::from_utf8(&value[1..])
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .unwrap_or_else(|| panic!("seed {seed}: {text} holds {value:?}"));
+            let tag =
+                tag_of(value).unwrap_or_else(|| panic!("seed {seed}: {text} holds {value:?}"));
             let record = claims_by_tag
                 .get(&tag)
                 .unwrap_or_else(|| panic!("seed {seed}: {text} names unknown claim {tag}"));
@@ -1012,8 +1083,8 @@ impl Sim {
         }
         for (task, tag) in &acked_claims {
             assert_eq!(
-                state.get(task),
-                Some(&format!("t{tag}").into_bytes()),
+                state.get(task).and_then(|value| tag_of(value)),
+                Some(*tag),
                 "seed {seed}: acknowledged claim {tag} is not on its task"
             );
         }
@@ -1042,10 +1113,7 @@ impl Sim {
             if value == b"init" {
                 return INIT;
             }
-            std::str::from_utf8(&value[1..])
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .unwrap_or_else(|| panic!("seed {seed}: register holds {value:?}"))
+            tag_of(value).unwrap_or_else(|| panic!("seed {seed}: register holds {value:?}"))
         };
         // (register, writer replaced) -> the txn that replaced it; reads per (register, writer).
         let mut replaced: HashMap<(Vec<u8>, u64), u64> = HashMap::new();
@@ -1192,6 +1260,8 @@ fn cross_shard_transactions_survive_power_cuts() {
         total.resolved_commit += probes.resolved_commit;
         total.resolved_abort += probes.resolved_abort;
         total.recoveries += probes.recoveries;
+        total.committed_large += probes.committed_large;
+        total.gc_runs += probes.gc_runs;
     }
     let seed_count = seeds.len() as u64;
     eprintln!("txn simulation probes: {total:?}");
@@ -1224,5 +1294,10 @@ fn cross_shard_transactions_survive_power_cuts() {
             total.resolved_abort > 0,
             "no in-doubt txn resolved to abort: {total:?}"
         );
+        assert!(
+            total.committed_large > 100,
+            "too few commits of value-log values: {total:?}"
+        );
+        assert!(total.gc_runs > 0, "value-log GC never ran: {total:?}");
     }
 }

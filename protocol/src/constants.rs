@@ -91,11 +91,13 @@ pub const TXN_ITEMS_MAX: usize = BATCH_ITEMS_MAX;
 /// Most bytes of keys and values (assertion keys and expected values, op
 /// keys and put values) one Txn carries (`TooManyItems`). Why 2 MiB: a
 /// shard logs its part of a transaction as one WAL record, which must fit
-/// the WAL's buffer with room for other writers; the engine stores a
-/// transaction's values inline (at most a quarter page: 1 KiB at the default
-/// 4 KiB pages; larger values are refused in a transaction and go through
-/// single puts), so 2 MiB holds a full batch of them, and keeps the request
-/// well inside a frame.
+/// the WAL's buffer with room for other writers; values up to the inline
+/// threshold (a quarter page) are logged whole in it, so 2 MiB holds a full
+/// batch of them; larger values go to the shard's value log and the record
+/// carries 24-byte pointers, so one 2 MiB transaction holds, say, a 1 MiB
+/// value or MSET of many 64 KiB values. It keeps the request, and the
+/// engine's per-transaction value-log bytes, well inside a frame and the
+/// value log's buffer.
 pub const TXN_SIZE_MAX: usize = 2 * 1024 * 1024;
 
 /// Verifier: deepest nesting of tables. Our deepest message today is
@@ -139,9 +141,10 @@ const _: () = assert!(VERIFIER_APPARENT_SIZE_MAX >= FRAME_SIZE_MAX);
 // structure per assertion and op) and passes the verifier's table count.
 const _: () = assert!(TXN_SIZE_MAX + TXN_ITEMS_MAX * PUT_OVERHEAD_SIZE_MAX / 4 <= FRAME_SIZE_MAX);
 const _: () = assert!(TXN_ITEMS_MAX + 4 <= VERIFIER_TABLES_MAX);
-// A transaction holds at least one maximal value the engine accepts in a
-// transaction: values there are stored inline, at most a quarter of the
-// largest page (64 KiB), while larger values go through single puts.
+// A transaction holds at least one value of the largest inline size (a
+// quarter of the largest page: 16 KiB) and several 64 KiB values, which go
+// to the value log.
 const _: () = assert!(TXN_SIZE_MAX >= KEY_SIZE_MAX + 16 * 1024);
+const _: () = assert!(TXN_SIZE_MAX >= 16 * (KEY_SIZE_MAX + 64 * 1024));
 // 100 years in nanoseconds still fits in a u64 deadline.
 const _: () = assert!(TTL_MS_MAX.checked_mul(1_000_000).is_some());

@@ -5,10 +5,14 @@
 //! RESP3, `WatchError` in redis-py), redis-py's `pipeline(transaction=True)` and `transaction()`
 //! helper, and concurrent WATCH-guarded increments from several threads that lose no update.
 //! Cross-shard MSET/MSETNX/MGET atomicity is checked by a reader that must never see half an MSET.
+//! Values above the inline threshold (into the value log) go through MULTI/EXEC and a
+//! cross-shard MSET with the Rust `redis` crate.
 
 mod common;
 
 use common::Server;
+use jube_server::routing::shard_of;
+use redis::Commands;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -257,4 +261,50 @@ fn redis_cli_runs_multi_exec() {
         ["OK", "QUEUED", "QUEUED", "QUEUED", "OK", "2", "2", "2"],
         "{text}"
     );
+}
+
+/// A value whose bytes depend on `seed` and position, so a misplaced byte shows.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 10) as u8)
+        .collect()
+}
+
+#[test]
+fn multi_exec_and_mset_take_large_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &[]);
+    let addr = server.resp_addr.expect("jubed printed its RESP address");
+    let client = redis::Client::open(format!("redis://{addr}/")).expect("client URL");
+    let mut con = client
+        .get_connection_with_timeout(std::time::Duration::from_secs(10))
+        .expect("connect");
+    con.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .expect("timeout");
+    // MULTI / SET of a 100 KiB value / GET of it / EXEC: one transaction.
+    let big = pattern(100 << 10, 1);
+    let (ok, got): (String, Vec<u8>) = redis::pipe()
+        .atomic()
+        .set("big", &big)
+        .get("big")
+        .query(&mut con)
+        .expect("MULTI/EXEC");
+    assert_eq!((ok.as_str(), &got), ("OK", &big));
+    let read: Vec<u8> = con.get("big").expect("GET");
+    assert_eq!(read, big);
+    // MSET of 64 KiB values whose keys span both shards: one cross-shard transaction.
+    let pairs: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| (format!("wide:{i}"), pattern(64 << 10, 10 + i as u8)))
+        .collect();
+    let shards: std::collections::BTreeSet<usize> = pairs
+        .iter()
+        .map(|(key, _)| shard_of(key.as_bytes(), 2))
+        .collect();
+    assert_eq!(shards.len(), 2, "the keys span both shards");
+    let () = con.mset(&pairs).expect("MSET");
+    let keys: Vec<&str> = pairs.iter().map(|(key, _)| key.as_str()).collect();
+    let values: Vec<Vec<u8>> = con.mget(&keys).expect("MGET");
+    for ((key, want), got) in pairs.iter().zip(&values) {
+        assert!(got == want, "{key}: {} bytes back", got.len());
+    }
 }

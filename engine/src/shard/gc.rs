@@ -13,8 +13,14 @@
 //! does). Every step is crash-safe: until the deletion, the victim is intact, and a move is a
 //! WAL record like any other (held back until the moved value is durable).
 //!
+//! Values of prepared, undecided transactions are live but in no leaf: their segments are
+//! *pinned* (`txn.rs`) and never picked as victims, so a collection never meets a live record it
+//! cannot move; once the transaction's outcome is applied the pin goes and the values are an
+//! ordinary leaf's (commit) or garbage (abort).
+//!
 //! Accounting is rebuilt at open, not persisted: a walk of every leaf after WAL redo counts the
-//! live bytes of each segment, and refuses to start if a pointer names a missing or damaged
+//! live bytes of each segment, plus the values of in-doubt transactions (rebuilt from their
+//! retained Prepare records), and refuses to start if a pointer names a missing or damaged
 //! segment. The walk reads every leaf page, so it runs only when the shard has used the value
 //! log. `check_integrity` repeats it and compares with the running counts.
 
@@ -113,10 +119,38 @@ pub(super) fn rebuild_accounting<F: Storage, V: Vfs>(
     Ok(())
 }
 
+/// Counts the values of in-doubt transactions (`pointers`: their keys and pointers) live at
+/// open; refuses pointers into missing or damaged segments.
+pub(super) fn adopt_prepared<'a, V: Vfs>(
+    vlog: &mut ValueLog<V>,
+    damaged: &[(u64, String)],
+    pointers: impl Iterator<Item = (&'a [u8], &'a Pointer)>,
+) -> Result<(), String> {
+    for (key, pointer) in pointers {
+        if let Some((_, detail)) = damaged.iter().find(|(id, _)| *id == pointer.segment) {
+            return Err(format!(
+                "an in-doubt transaction's value of key {:?} is in a value-log segment that is \
+                 damaged: {detail}",
+                String::from_utf8_lossy(key)
+            ));
+        }
+        vlog.adopt(key, pointer)
+            .map_err(|detail| format!("an in-doubt transaction's value: {detail}"))?;
+    }
+    Ok(())
+}
+
 impl<V: Vfs + Clone> Shard<V> {
+    /// The segment GC should collect next: never one holding a prepared transaction's values.
+    fn gc_pick_victim(&self) -> Option<u64> {
+        let txn = &self.txn;
+        self.vlog
+            .pick_victim_where(|segment| !txn.is_pinned(segment))
+    }
+
     /// When the next GC slice is due, if there is work.
     pub(super) fn gc_deadline_ns(&self) -> Option<u64> {
-        let work = self.gc.victim.is_some() || self.vlog.pick_victim().is_some();
+        let work = self.gc.victim.is_some() || self.gc_pick_victim().is_some();
         work.then_some(self.gc.next_slice_ns)
     }
 
@@ -127,7 +161,7 @@ impl<V: Vfs + Clone> Shard<V> {
             return Ok(());
         }
         if self.gc.victim.is_none() {
-            let Some(segment) = self.vlog.pick_victim() else {
+            let Some(segment) = self.gc_pick_victim() else {
                 return Ok(());
             };
             tracing::debug!(
@@ -145,6 +179,11 @@ impl<V: Vfs + Clone> Shard<V> {
         self.gc.next_slice_ns = now.saturating_add(interval_ns);
         let victim = self.gc.victim.as_ref().expect("a victim");
         let (segment, position) = (victim.segment, victim.position);
+        // Prepared values are appended only to the active segment, which is never a victim.
+        assert!(
+            !self.txn.is_pinned(segment),
+            "GC victim {segment} holds a prepared transaction's values"
+        );
         // A segment with nothing live left needs no reading: it only waits to be deleted.
         let (records, next, ended) = if self.vlog.live_bytes(segment) == 0 {
             (Vec::new(), position, true)
@@ -221,16 +260,22 @@ impl<V: Vfs + Clone> Shard<V> {
     /// Compares the value log's running live-byte counts with a fresh walk of the tree.
     pub(super) fn check_vlog_accounting(&mut self) -> Result<(), ShardError> {
         let walked = pointers_by_segment(&mut self.tree);
-        let (by_segment, _) =
+        let (mut by_segment, _) =
             walked.map_err(|detail| self.classify(ShardError::Failed { detail }))?;
+        for (key, pointer) in self.txn.prepared_pointers() {
+            let entry = by_segment
+                .entry(pointer.segment)
+                .or_insert_with(|| (0, key.to_vec()));
+            entry.0 += pointer.record_size(key.len());
+        }
         let ids: Vec<u64> = self.vlog.segments.keys().copied().collect();
         for id in ids.iter().chain(by_segment.keys()) {
             let walked = by_segment.get(id).map_or(0, |(live, _)| *live);
             let counted = self.vlog.live_bytes(*id);
             if walked != counted || (walked > 0 && !self.vlog.segments.contains_key(id)) {
                 let detail = format!(
-                    "value-log segment {id}: the tree points at {walked} bytes, the count says \
-                     {counted}"
+                    "value-log segment {id}: the tree and prepared transactions point at {walked} \
+                     bytes, the count says {counted}"
                 );
                 return Err(ShardError::Failed { detail });
             }

@@ -31,7 +31,8 @@
 //! - After any failed write or sync the shard is failed: every later call returns the first
 //!   error until the shard is reopened (which recovers).
 //! - No WAL record pointing into the value log is written before the value is durable; every
-//!   segment's live bytes equal the bytes of the records the tree points at in it.
+//!   segment's live bytes equal the bytes of the records the tree, or a prepared and undecided
+//!   transaction (`txn.rs`), points at in it.
 
 pub mod datadir;
 mod gc;
@@ -137,7 +138,8 @@ pub enum ShardError {
     },
     /// A transaction is malformed (duplicate indexes, too many items).
     InvalidTxn { detail: String },
-    /// A transaction's record would exceed the WAL's record limit.
+    /// A transaction's record would exceed the WAL's record limit, or its values bound for the
+    /// value log its buffer (`VlogConfig::buffer_bytes_max`).
     TxnTooLarge { size: usize, max: usize },
 }
 
@@ -162,7 +164,7 @@ impl fmt::Display for ShardError {
             ShardError::InvalidTxn { detail } => write!(f, "invalid transaction: {detail}"),
             ShardError::TxnTooLarge { size, max } => write!(
                 f,
-                "transaction record of {size} bytes exceeds the limit of {max} bytes"
+                "transaction of {size} bytes exceeds the limit of {max} bytes"
             ),
         }
     }
@@ -327,6 +329,7 @@ impl<V: Vfs + Clone> Shard<V> {
                     let decoded =
                         crate::txn::record::TxnRecord::decode(record.record_type, record.payload)
                             .map_err(|e| e.to_string())?;
+                    redo_pointers |= decoded.has_pointers();
                     return txn_state.redo(&mut tree, record.lsn, decoded, checkpoint_lsn);
                 }
                 if record.lsn < replay_from {
@@ -351,6 +354,8 @@ impl<V: Vfs + Clone> Shard<V> {
         if vlog.has_segments() || redo_pointers || meta.vlog_segment_next > 0 {
             gc::rebuild_accounting(&mut tree, &mut vlog, &damaged).map_err(open_err)?;
         }
+        // In-doubt transactions' values are live too, though no leaf points at them yet.
+        gc::adopt_prepared(&mut vlog, &damaged, txn_state.prepared_pointers()).map_err(open_err)?;
         let end_lsn = wal.next_lsn() - 1;
         vlog.retire_dead(end_lsn);
         let now = clock.monotonic_ns();

@@ -14,7 +14,24 @@
 //! - Recovery ([`TxnState::redo`]) reads the retained records in LSN order: those at or below
 //!   the checkpoint only rebuild prepares, decisions and outcomes; those above it also apply
 //!   their writes, exactly as the original calls did.
+//!
+//! Values above the inline threshold go to the value log, as single puts' do: before a TxnApply
+//! or Prepare record is appended, each such value is appended to the value log and its put
+//! becomes a put pointer ([`ResolvedWrite::PutPointer`]) in the record, which the WAL holds
+//! back until the values are durable (the flush gate), so neither the txn's answer nor a
+//! Prepare's acknowledgement can precede them. Accounting invariants:
+//! - A prepared, undecided part's pointers are in no leaf, yet count as live bytes of their
+//!   segments (from the append, or adopted at open for an in-doubt part), and *pin* those
+//!   segments: garbage collection never picks a pinned segment as its victim, so it neither
+//!   moves those values nor retires the segment. A commit moves the pointers into the tree (still
+//!   live, unpinned); an abort releases their bytes as garbage (unpinned).
+//! - Hence a segment holding a prepared part's value is deleted only after the part's outcome is
+//!   logged and a later checkpoint is durable, which covers the outcome record: a recovery that
+//!   still replays the retained Prepare (below the checkpoint) also replays its outcome and never
+//!   needs the deleted value; an in-doubt Prepare always finds its segment (open refuses, naming
+//!   it, otherwise).
 
+use super::vlog::format::record_size;
 use super::{Pointer, Shard, ShardError};
 use crate::constants::VALUE_KIND_POINTER;
 use crate::storage::{Storage, Vfs};
@@ -66,6 +83,8 @@ pub(super) struct TxnState {
     /// Prepares resolved by an outcome record not yet covered by a checkpoint:
     /// (outcome LSN, prepare LSN). Redo of the outcome needs the Prepare record.
     resolved: Vec<(Lsn, Lsn)>,
+    /// Value-log segments holding values of prepared parts, with how many such values each.
+    pinned: BTreeMap<u64, usize>,
     volatile_next: u64,
     stats: TxnStats,
 }
@@ -99,6 +118,40 @@ impl TxnState {
 
     pub(super) fn note_locked_refusal(&mut self) {
         self.stats.locked_refusals += 1;
+    }
+
+    /// Whether value-log segment `segment` holds values of a prepared, undecided part (then
+    /// garbage collection must leave it alone).
+    pub(super) fn is_pinned(&self, segment: u64) -> bool {
+        self.pinned.contains_key(&segment)
+    }
+
+    /// Every (key, value-log pointer) of the prepared, undecided parts: live values no leaf
+    /// points at.
+    pub(super) fn prepared_pointers(&self) -> impl Iterator<Item = (&[u8], &Pointer)> {
+        self.prepared
+            .values()
+            .flat_map(|prepared| prepared.writes.iter())
+            .filter_map(|write| write.pointer().map(|pointer| (write.key(), pointer)))
+    }
+
+    fn pin(&mut self, writes: &[ResolvedWrite]) {
+        for pointer in writes.iter().filter_map(ResolvedWrite::pointer) {
+            *self.pinned.entry(pointer.segment).or_default() += 1;
+        }
+    }
+
+    fn unpin(&mut self, writes: &[ResolvedWrite]) {
+        for pointer in writes.iter().filter_map(ResolvedWrite::pointer) {
+            let count = self
+                .pinned
+                .get_mut(&pointer.segment)
+                .expect("a prepared value's segment is pinned");
+            *count -= 1;
+            if *count == 0 {
+                self.pinned.remove(&pointer.segment);
+            }
+        }
     }
 
     /// The oldest LSN the WAL must keep once a checkpoint at `checkpoint_lsn` is durable; forgets
@@ -170,8 +223,16 @@ impl TxnState {
         Ok(())
     }
 
-    /// After the last record: locks the written keys of every in-doubt prepare again.
+    /// After the last record: locks the written keys of every in-doubt prepare again and pins
+    /// the value-log segments holding its values (the shard adopts them as live).
     pub(super) fn finish_recovery(&mut self) -> Result<(), String> {
+        let segments: Vec<u64> = self
+            .prepared_pointers()
+            .map(|(_, pointer)| pointer.segment)
+            .collect();
+        for segment in segments {
+            *self.pinned.entry(segment).or_default() += 1;
+        }
         for (id, prepared) in &self.prepared {
             for key in &prepared.keys {
                 if let Some(other) = self.locks.insert(key.clone(), *id) {
@@ -217,6 +278,13 @@ fn apply_writes<F: Storage>(tree: &mut Tree<F>, writes: &[ResolvedWrite]) -> Res
             ResolvedWrite::Delete { key } => {
                 tree.delete(key)?;
             }
+            ResolvedWrite::PutPointer {
+                key,
+                pointer,
+                expiry_ms,
+            } => {
+                tree.put_kind(key, VALUE_KIND_POINTER, &pointer.encode(), *expiry_ms)?;
+            }
         }
     }
     Ok(())
@@ -227,6 +295,9 @@ impl<V: Vfs + Clone> Shard<V> {
     /// assertions against the state before it, evaluates the ops on a private overlay, and if
     /// anything is written appends ONE TxnApply record holding the resolved writes and applies
     /// them to the tree. Answer the client once `acked_lsn() >= reply.wait_lsn`.
+    ///
+    /// Values above the inline threshold go to the value log and the record carries pointers to
+    /// them; the record (and so `wait_lsn`) becomes durable only after those values.
     ///
     /// Errors (`Locked` if any key is held by a prepared cross-shard txn, `Busy`, `NoSpace`,
     /// `InvalidTxn`, `TxnTooLarge`, size limits) mean nothing changed.
@@ -250,9 +321,9 @@ impl<V: Vfs + Clone> Shard<V> {
         let mut wait_lsn = barrier;
         if !evaluation.writes.is_empty() {
             let record = TxnRecord::Apply {
-                writes: evaluation.writes,
+                writes: self.stage_values(evaluation.writes)?,
             };
-            let lsn = self.log_txn(&record)?;
+            let lsn = self.log_staged(&record)?;
             let TxnRecord::Apply { writes } = record else {
                 unreachable!("built above")
             };
@@ -271,6 +342,10 @@ impl<V: Vfs + Clone> Shard<V> {
     /// writes or this is the coordinator of a writing txn, logs a Prepare record (TxnId,
     /// resolved writes). With `request.id == None` this shard is the coordinator and allocates
     /// the id: (this shard, LSN of its Prepare record), or a volatile id for a read-only txn.
+    ///
+    /// Values above the inline threshold go to the value log first and the Prepare carries
+    /// pointers to them, so it is durable (`wait_lsn` acknowledged) only after they are; until
+    /// the outcome those values stay live and their segments are kept from garbage collection.
     ///
     /// `Err(Locked)` if any key is already locked (nothing changed: park and retry);
     /// `Ok(PrepareReply::Failed)` if an assertion or op failed (nothing locked or logged).
@@ -318,9 +393,9 @@ impl<V: Vfs + Clone> Shard<V> {
             });
             let record = TxnRecord::Prepare {
                 id,
-                writes: evaluation.writes,
+                writes: self.stage_values(evaluation.writes)?,
             };
-            let lsn = self.log_txn(&record)?;
+            let lsn = self.log_staged(&record)?;
             assert!(
                 !coordinator || lsn == id.number,
                 "the id is the Prepare's LSN"
@@ -337,9 +412,14 @@ impl<V: Vfs + Clone> Shard<V> {
                     number: TxnId::VOLATILE_BIT | self.txn.volatile_next,
                 }
             });
+            assert!(
+                evaluation.writes.is_empty(),
+                "a part that logs nothing writes nothing"
+            );
             (id, 0, evaluation.writes)
         };
         self.txn.lock(id, &keys);
+        self.txn.pin(&writes);
         let prepared = Prepared {
             prepare_lsn,
             keys,
@@ -386,6 +466,7 @@ impl<V: Vfs + Clone> Shard<V> {
         let lsn = self.log_txn(&record)?;
         let prepared = self.txn.prepared.remove(&id).expect("checked above");
         self.txn.unlock(id, &prepared.keys);
+        self.txn.unpin(&prepared.writes);
         self.apply_resolved(&prepared.writes, lsn)?;
         self.txn.resolved.push((lsn, prepared.prepare_lsn));
         self.txn.decisions.insert(id, lsn);
@@ -424,10 +505,17 @@ impl<V: Vfs + Clone> Shard<V> {
         }
         let prepared = self.txn.prepared.remove(&id).expect("present above");
         self.txn.unlock(id, &prepared.keys);
+        self.txn.unpin(&prepared.writes);
         if commit {
             self.apply_resolved(&prepared.writes, lsn)?;
             self.txn.stats.committed += 1;
         } else {
+            // The prepared values in the value log were never pointed at: garbage now.
+            for write in &prepared.writes {
+                if let Some(pointer) = write.pointer() {
+                    self.vlog.release(pointer, write.key().len());
+                }
+            }
             self.txn.stats.aborted += 1;
         }
         if commit && prepare_lsn != 0 {
@@ -521,21 +609,9 @@ impl<V: Vfs + Clone> Shard<V> {
         for assertion in &part.assertions {
             self.check_sizes(&assertion.key, b"")?;
         }
-        // A transaction's writes are logged whole in its WAL record and applied inline: values
-        // above the inline threshold (which single puts send to the value log) are refused here,
-        // before anything is logged.
-        let inline_max = self.tree.config().value_inline_max();
         for op in &part.ops {
             match &op.kind {
-                crate::txn::OpKind::Put { value, .. } => {
-                    self.check_sizes(&op.key, value)?;
-                    if value.len() > inline_max {
-                        return Err(ShardError::ValueTooLarge {
-                            size: value.len(),
-                            max: inline_max,
-                        });
-                    }
-                }
+                crate::txn::OpKind::Put { value, .. } => self.check_sizes(&op.key, value)?,
                 _ => self.check_sizes(&op.key, b"")?,
             }
         }
@@ -600,6 +676,84 @@ impl<V: Vfs + Clone> Shard<V> {
         Ok(lsn)
     }
 
+    /// Writes the values of `writes` above the inline threshold to the value log (for the record
+    /// about to be appended at the WAL's next LSN, which the WAL then holds back until they are
+    /// durable) and turns their puts into put pointers. On an error nothing stays appended.
+    ///
+    /// `TxnTooLarge` if those values need more than the value log's buffer
+    /// (`VlogConfig::buffer_bytes_max`): they are appended at once, so a larger txn could never
+    /// be accepted, while a smaller one always fits once the buffer has drained (else `Busy`).
+    fn stage_values(
+        &mut self,
+        writes: Vec<ResolvedWrite>,
+    ) -> Result<Vec<ResolvedWrite>, ShardError> {
+        let inline_max = self.tree.config().value_inline_max();
+        let size: usize = writes
+            .iter()
+            .map(|write| match write {
+                ResolvedWrite::Put { key, value, .. } if value.len() > inline_max => {
+                    record_size(key.len(), value.len())
+                }
+                _ => 0,
+            })
+            .sum();
+        if size == 0 {
+            return Ok(writes);
+        }
+        let max = self.vlog.config().buffer_bytes_max;
+        if size > max {
+            return Err(ShardError::TxnTooLarge { size, max });
+        }
+        let lsn = self.wal.next_lsn();
+        let mut staged = Vec::with_capacity(writes.len());
+        for write in writes {
+            match write {
+                ResolvedWrite::Put {
+                    key,
+                    value,
+                    expiry_ms,
+                } if value.len() > inline_max => match self.vlog.append(&key, &value, lsn) {
+                    Ok(pointer) => staged.push(ResolvedWrite::PutPointer {
+                        key,
+                        pointer,
+                        expiry_ms,
+                    }),
+                    Err(error) => {
+                        self.unstage(&staged);
+                        return Err(self.classify(ShardError::from(error)));
+                    }
+                },
+                other => staged.push(other),
+            }
+        }
+        Ok(staged)
+    }
+
+    /// Takes back the value-log appends [`Shard::stage_values`] made for a record that was
+    /// refused, newest first (each is then the last record of the staged batch).
+    fn unstage(&mut self, writes: &[ResolvedWrite]) {
+        for write in writes.iter().rev() {
+            if let Some(pointer) = write.pointer() {
+                self.vlog.unappend(pointer, write.key().len());
+            }
+        }
+    }
+
+    /// [`Shard::log_txn`] for a record whose values [`Shard::stage_values`] staged: takes them
+    /// back if the record is refused.
+    fn log_staged(&mut self, record: &TxnRecord) -> Result<Lsn, ShardError> {
+        let logged = self.log_txn(record);
+        if logged.is_err() {
+            match record {
+                TxnRecord::Apply { writes } | TxnRecord::Prepare { writes, .. } => {
+                    self.unstage(writes);
+                }
+                _ => {}
+            }
+        }
+        logged
+    }
+
     /// Applies logged writes to the tree and remembers them as unacknowledged until `lsn` is.
     fn apply_resolved(&mut self, writes: &[ResolvedWrite], lsn: Lsn) -> Result<(), ShardError> {
         // Overwritten or deleted values in the value log become garbage.
@@ -612,7 +766,8 @@ impl<V: Vfs + Clone> Shard<V> {
         self.check_tree(result)?;
         for write in writes {
             match write {
-                ResolvedWrite::Put { expiry_ms, .. } => {
+                ResolvedWrite::Put { expiry_ms, .. }
+                | ResolvedWrite::PutPointer { expiry_ms, .. } => {
                     self.stats.puts += 1;
                     if *expiry_ms != 0 {
                         self.sweeper.note_expiring_write();

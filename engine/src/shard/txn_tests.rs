@@ -375,3 +375,445 @@ fn misuse_is_an_error_not_a_panic() {
     ));
     assert_eq!(shard.stats().wal.next_lsn, 1, "nothing was logged");
 }
+
+// ----- values above the inline threshold, in the value log -----
+
+/// A shard for large-value txns: small value-log segments and GC at every poll, so a few MiB
+/// of values fill and collect several segments.
+fn open_big(disk: &SimDisk, shard_id: u32) -> Shard<SimVfs> {
+    let vfs = disk
+        .root()
+        .subdir(&format!("shard-{shard_id:03}"))
+        .expect("subdir");
+    let clock: Rc<dyn Clock> = Rc::new(ManualClock::new(1_000));
+    let mut config = ShardConfig::new(shard_id);
+    config.wal.segment_size_bytes = 16 * 4096;
+    config.wal.flush_bytes_max = 4 * 4096;
+    config.wal.buffer_bytes_max = 8 * 4096;
+    config.vlog.segment_bytes = 128 << 10;
+    config.vlog.gc_interval_ms = 0;
+    config.vlog.gc_slice_bytes = 64 << 10;
+    config.vlog.gc_garbage_percent = 25;
+    Shard::open(vfs, config, clock).expect("open").0
+}
+
+/// A value whose bytes depend on `seed` and position, so a misplaced byte shows.
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 12) as u8)
+        .collect()
+}
+
+const BIG_SIZES: [usize; 3] = [2 << 10, 64 << 10, 1 << 20];
+const BIG_KEYS: [&[u8]; 3] = [b"big-2k", b"big-64k", b"big-1m"];
+
+/// Puts of the three large sizes (seeded by `seed`) and a small value, as one part.
+fn big_puts(seed: u8) -> TxnPart {
+    let mut ops: Vec<TxnOp> = BIG_KEYS
+        .iter()
+        .zip(BIG_SIZES)
+        .enumerate()
+        .map(|(i, (key, size))| put(i as u32, key, &pattern(size, seed.wrapping_add(i as u8))))
+        .collect();
+    ops.push(put(3, b"small", &[seed; 10]));
+    writes(ops)
+}
+
+/// Which `big_puts` seed the shard holds: all four keys must agree (all-or-nothing).
+fn big_state(shard: &mut Shard<SimVfs>, seeds: &[u8]) -> u8 {
+    for &seed in seeds {
+        let mut holds: Vec<bool> = BIG_KEYS
+            .iter()
+            .zip(BIG_SIZES)
+            .enumerate()
+            .map(|(i, (key, size))| {
+                value(shard, key) == Some(pattern(size, seed.wrapping_add(i as u8)))
+            })
+            .collect();
+        holds.push(value(shard, b"small") == Some(vec![seed; 10]));
+        if holds.iter().all(|&h| h) {
+            return seed;
+        }
+        assert!(
+            holds.iter().all(|&h| !h),
+            "txn {seed} applied in part: {holds:?}"
+        );
+    }
+    panic!("the shard holds none of the txns {seeds:?}")
+}
+
+fn settle(shard: &mut Shard<SimVfs>) {
+    durable(shard, shard.last_lsn());
+}
+
+#[test]
+fn a_single_shard_txn_takes_values_up_to_a_mib_through_the_value_log() {
+    let disk = SimDisk::new(21, FaultConfig::crashes());
+    let mut shard = open_big(&disk, 0);
+    let reply = shard.apply_txn(&big_puts(1)).expect("apply");
+    assert!(matches!(reply.outcome, TxnOutcome::Committed { .. }));
+    // One record: the values went to the value log, the record holds pointers and waits for
+    // them (nothing is durable before a poll).
+    assert_eq!(reply.wait_lsn, shard.last_lsn());
+    assert!(shard.acked_lsn() < reply.wait_lsn);
+    assert!(shard.stats().vlog.live_bytes > (1 << 20));
+    assert_eq!(big_state(&mut shard, &[1]), 1, "served from memory");
+    durable(&mut shard, reply.wait_lsn);
+    assert_eq!(
+        big_state(&mut shard, &[1]),
+        1,
+        "read back from the value log"
+    );
+    // Inside a txn: assertions and reads see large values in the tree and in the overlay, and
+    // an add on a large value fails the txn.
+    let big64 = pattern(BIG_SIZES[1], 2);
+    let fresh = pattern(300_000, 9);
+    let part = TxnPart {
+        assertions: vec![
+            Assertion {
+                index: 0,
+                key: BIG_KEYS[1].to_vec(),
+                kind: AssertionKind::ValueEquals(big64.clone()),
+            },
+            Assertion {
+                index: 1,
+                key: BIG_KEYS[2].to_vec(),
+                kind: AssertionKind::HashEquals(crate::txn::value_hash(&pattern(1 << 20, 3))),
+            },
+        ],
+        ops: vec![
+            TxnOp {
+                index: 2,
+                key: BIG_KEYS[1].to_vec(),
+                kind: OpKind::Read { with_version: true },
+            },
+            put(3, b"fresh", &fresh),
+            TxnOp {
+                index: 4,
+                key: b"fresh".to_vec(),
+                kind: OpKind::Read {
+                    with_version: false,
+                },
+            },
+        ],
+    };
+    let reply = shard.apply_txn(&part).expect("apply");
+    let TxnOutcome::Committed { results } = reply.outcome else {
+        panic!("committed: {:?}", reply.outcome)
+    };
+    assert!(matches!(&results[0].output, OpOutput::Read(Some(v)) if v.bytes == big64));
+    assert!(matches!(&results[2].output, OpOutput::Read(Some(v)) if v.bytes == fresh));
+    let add = writes(vec![TxnOp {
+        index: 0,
+        key: BIG_KEYS[0].to_vec(),
+        kind: OpKind::Add { delta: 1 },
+    }]);
+    let reply = shard.apply_txn(&add).expect("apply");
+    assert!(matches!(
+        reply.outcome,
+        TxnOutcome::Failed(TxnFailure::OpFailed { index: 0, .. })
+    ));
+    settle(&mut shard);
+    shard.check_integrity().expect("integrity");
+    // A clean reopen redoes the pointers and rebuilds the same accounting.
+    let live = shard.stats().vlog.live_bytes;
+    drop(shard);
+    disk.crash();
+    let mut shard = open_big(&disk, 0);
+    assert_eq!(big_state(&mut shard, &[1]), 1);
+    assert_eq!(value(&mut shard, b"fresh"), Some(fresh.clone()));
+    assert_eq!(shard.stats().vlog.live_bytes, live);
+    shard.check_integrity().expect("integrity after reopen");
+    // Overwritten many times, the values' segments become garbage that GC collects, and the
+    // latest values survive it, a checkpoint and a crash.
+    for seed in 10..16u8 {
+        let reply = loop {
+            match shard.apply_txn(&big_puts(seed)) {
+                Err(ShardError::Busy { .. }) => shard.poll().expect("poll"),
+                other => break other.expect("apply"),
+            }
+        };
+        durable(&mut shard, reply.wait_lsn);
+        for _ in 0..20 {
+            shard.poll().expect("poll");
+        }
+    }
+    for _ in 0..200 {
+        shard.poll().expect("poll");
+    }
+    shard.checkpoint().expect("checkpoint");
+    let stats = shard.stats().vlog;
+    assert!(stats.gc_runs > 0 && stats.segments_deleted > 0, "{stats:?}");
+    assert_eq!(stats.gc_failures, 0, "{stats:?}");
+    assert_eq!(big_state(&mut shard, &[15]), 15);
+    shard.check_integrity().expect("integrity after GC");
+    drop(shard);
+    disk.crash();
+    let mut shard = open_big(&disk, 0);
+    assert_eq!(big_state(&mut shard, &[15]), 15);
+    assert_eq!(value(&mut shard, b"fresh"), Some(fresh));
+    shard
+        .check_integrity()
+        .expect("integrity after GC and a crash");
+}
+
+/// Power cuts at many points while a txn of large values is written: an acknowledged txn is
+/// whole after recovery; an unacknowledged one is whole or absent.
+#[test]
+fn power_cuts_leave_a_large_value_txn_whole_or_absent() {
+    let mut outcomes = [0u32; 2];
+    for cut_after in (0..60).step_by(3) {
+        let disk = SimDisk::new(300 + cut_after, FaultConfig::crashes());
+        let mut shard = open_big(&disk, 0);
+        let first = shard.apply_txn(&big_puts(1)).expect("apply");
+        durable(&mut shard, first.wait_lsn);
+        disk.cut_power_after(cut_after);
+        let mut acked = false;
+        if let Ok(reply) = shard.apply_txn(&big_puts(2)) {
+            for _ in 0..100 {
+                if shard.poll().is_err() {
+                    break;
+                }
+                acked |= shard.acked_lsn() >= reply.wait_lsn;
+            }
+        }
+        drop(shard);
+        disk.crash();
+        disk.cancel_power_cut();
+        let mut shard = open_big(&disk, 0);
+        let state = big_state(&mut shard, &[2, 1]);
+        assert!(
+            !acked || state == 2,
+            "cut after {cut_after}: an acknowledged txn is lost"
+        );
+        outcomes[usize::from(state == 2)] += 1;
+        shard.check_integrity().expect("integrity after recovery");
+    }
+    assert!(
+        outcomes[0] > 0 && outcomes[1] > 0,
+        "cuts landed both before and after the txn was durable: {outcomes:?}"
+    );
+}
+
+#[test]
+fn in_doubt_large_values_stay_live_until_resolved_and_aborted_ones_are_collected() {
+    let disk = SimDisk::new(22, FaultConfig::crashes());
+    let mut participant = open_big(&disk, 1);
+    let mut coordinator = open_big(&disk, 0);
+    let commit_id = TxnId {
+        coordinator: 0,
+        number: 100,
+    };
+    let abort_id = TxnId {
+        coordinator: 0,
+        number: 101,
+    };
+    let x = pattern(64 << 10, 1);
+    let y = pattern(2 << 10, 2);
+    let z = pattern(1 << 20, 3);
+    let (_, a) = prepare(
+        &mut participant,
+        Some(commit_id),
+        writes(vec![put(0, b"x", &x), put(1, b"y", &y)]),
+    );
+    let (_, b) = prepare(
+        &mut participant,
+        Some(abort_id),
+        writes(vec![put(0, b"z", &z)]),
+    );
+    // The Prepare waits for its values like any pointer record.
+    assert!(participant.acked_lsn() < a.max(b));
+    durable(&mut participant, a.max(b));
+    // The coordinator's own Prepare with a large value, never decided: presumed abort.
+    let (own, c) = prepare(&mut coordinator, None, writes(vec![put(0, b"w", &z)]));
+    durable(&mut coordinator, c);
+    // Checkpoints put the Prepares below the checkpoint LSN; later traffic rolls segments.
+    participant.checkpoint().expect("checkpoint");
+    for i in 0..20u8 {
+        let lsn = participant
+            .put(format!("fill{i:02}").as_bytes(), &pattern(20_000, i), 0)
+            .expect("put");
+        durable(&mut participant, lsn);
+    }
+    participant.checkpoint().expect("checkpoint");
+    coordinator.checkpoint().expect("checkpoint");
+    let live_before = participant.stats().vlog.live_bytes;
+    participant
+        .check_integrity()
+        .expect("prepared values are counted live");
+    drop(participant);
+    drop(coordinator);
+    disk.crash();
+    let mut participant = open_big(&disk, 1);
+    let mut coordinator = open_big(&disk, 0);
+    assert_eq!(participant.in_doubt(), vec![commit_id, abort_id]);
+    assert_eq!(coordinator.in_doubt(), vec![own]);
+    assert!(!coordinator.decision(own));
+    assert_eq!(
+        participant.stats().vlog.live_bytes,
+        live_before,
+        "in-doubt values are adopted live at open"
+    );
+    participant.check_integrity().expect("integrity in doubt");
+    // GC runs while they are in doubt: their segment is never a victim.
+    for _ in 0..100 {
+        participant.poll().expect("poll");
+    }
+    participant.checkpoint().expect("checkpoint");
+    assert_eq!(participant.stats().vlog.gc_failures, 0);
+    let commit = participant.finish_txn(commit_id, true).expect("commit");
+    participant.finish_txn(abort_id, false).expect("abort");
+    coordinator.finish_txn(own, false).expect("abort");
+    durable(&mut participant, commit + 1);
+    settle(&mut coordinator);
+    let z_record = (16 + 1 + z.len()) as u64;
+    let stats = participant.stats().vlog;
+    assert_eq!(
+        stats.live_bytes,
+        live_before - z_record,
+        "the aborted value is garbage"
+    );
+    assert!(stats.dead_bytes >= z_record, "{stats:?}");
+    assert_eq!(value(&mut participant, b"x"), Some(x.clone()));
+    assert_eq!(value(&mut participant, b"y"), Some(y.clone()));
+    assert_eq!(value(&mut participant, b"z"), None);
+    assert_eq!(value(&mut coordinator, b"w"), None);
+    participant
+        .check_integrity()
+        .expect("integrity after resolution");
+    coordinator
+        .check_integrity()
+        .expect("integrity after abort");
+    // GC collects the aborted value's segment (moving x and y out of it) and a checkpoint
+    // deletes it; the committed values survive that and a crash.
+    let deleted = participant.stats().vlog.segments_deleted;
+    for _ in 0..200 {
+        participant.poll().expect("poll");
+        coordinator.poll().expect("poll");
+    }
+    participant.checkpoint().expect("checkpoint");
+    coordinator.checkpoint().expect("checkpoint");
+    let stats = participant.stats().vlog;
+    assert!(stats.segments_deleted > deleted, "{stats:?}");
+    assert!(stats.dead_bytes < z_record, "{stats:?}");
+    assert!(coordinator.stats().vlog.segments_deleted > 0);
+    drop(participant);
+    drop(coordinator);
+    disk.crash();
+    let mut participant = open_big(&disk, 1);
+    assert!(participant.in_doubt().is_empty());
+    assert_eq!(value(&mut participant, b"x"), Some(x));
+    assert_eq!(value(&mut participant, b"y"), Some(y));
+    assert_eq!(value(&mut participant, b"z"), None);
+    participant
+        .check_integrity()
+        .expect("integrity after GC and a crash");
+}
+
+#[test]
+fn gc_leaves_a_prepared_txns_values_alone_across_crashes() {
+    let disk = SimDisk::new(23, FaultConfig::crashes());
+    let mut shard = open_big(&disk, 1);
+    let id = TxnId {
+        coordinator: 0,
+        number: 7,
+    };
+    // Values around the prepared ones in their segment, overwritten below: that segment
+    // becomes mostly garbage, the best victim there is, but it holds the prepared values.
+    for i in 0..4u8 {
+        shard
+            .put(format!("k{i}").as_bytes(), &pattern(30_000, i), 0)
+            .expect("put");
+    }
+    let p = pattern(40_000, 50);
+    let q = pattern(5_000, 51);
+    let (_, lsn) = prepare(
+        &mut shard,
+        Some(id),
+        writes(vec![put(0, b"p", &p), put(1, b"q", &q)]),
+    );
+    durable(&mut shard, lsn);
+    let overwrite = |shard: &mut Shard<SimVfs>, round: u8| {
+        for i in 0..4u8 {
+            let key = format!("k{i}");
+            loop {
+                match shard.put(key.as_bytes(), &pattern(30_000, round ^ i), 0) {
+                    Err(ShardError::Busy { .. }) => shard.poll().expect("poll"),
+                    other => {
+                        other.expect("put");
+                        break;
+                    }
+                }
+            }
+            for _ in 0..5 {
+                shard.poll().expect("poll");
+            }
+        }
+    };
+    for round in 1..12u8 {
+        overwrite(&mut shard, round);
+    }
+    shard.checkpoint().expect("checkpoint");
+    let stats = shard.stats().vlog;
+    assert!(stats.gc_runs > 0 && stats.segments_deleted > 0, "{stats:?}");
+    assert_eq!(stats.gc_failures, 0, "{stats:?}");
+    shard.check_integrity().expect("integrity while prepared");
+    // A crash with the txn in doubt: its values are adopted, GC goes on around them.
+    settle(&mut shard);
+    drop(shard);
+    disk.crash();
+    let mut shard = open_big(&disk, 1);
+    assert_eq!(shard.in_doubt(), vec![id]);
+    for round in 12..20u8 {
+        overwrite(&mut shard, round);
+    }
+    shard.checkpoint().expect("checkpoint");
+    let stats = shard.stats().vlog;
+    assert!(stats.gc_runs > 0, "{stats:?}");
+    assert_eq!(stats.gc_failures, 0, "{stats:?}");
+    shard.check_integrity().expect("integrity in doubt");
+    // The commit finds its values, and once they are leaves' values GC may move them.
+    let commit = shard.finish_txn(id, true).expect("commit");
+    durable(&mut shard, commit);
+    assert_eq!(value(&mut shard, b"p"), Some(p.clone()));
+    assert_eq!(value(&mut shard, b"q"), Some(q.clone()));
+    let moved = shard.stats().vlog.gc_bytes_moved;
+    for round in 20..30u8 {
+        overwrite(&mut shard, round);
+    }
+    shard.checkpoint().expect("checkpoint");
+    assert!(shard.stats().vlog.gc_bytes_moved > moved);
+    drop(shard);
+    disk.crash();
+    let mut shard = open_big(&disk, 1);
+    assert_eq!(value(&mut shard, b"p"), Some(p));
+    assert_eq!(value(&mut shard, b"q"), Some(q));
+    shard
+        .check_integrity()
+        .expect("integrity after commit, GC and a crash");
+}
+
+#[test]
+fn a_txn_whose_large_values_exceed_the_value_log_buffer_is_refused_whole() {
+    let disk = SimDisk::new(24, FaultConfig::none());
+    let mut shard = open_big(&disk, 0);
+    let max = shard.config().vlog.buffer_bytes_max;
+    let huge = vec![5u8; crate::constants::VALUE_SIZE_MAX];
+    let count = max / huge.len() + 1;
+    let ops = (0..count)
+        .map(|i| put(i as u32, format!("h{i}").as_bytes(), &huge))
+        .collect();
+    let before = shard.stats().wal.next_lsn;
+    assert!(matches!(
+        shard.apply_txn(&writes(ops)),
+        Err(ShardError::TxnTooLarge { max: m, .. }) if m == max
+    ));
+    assert_eq!(shard.stats().wal.next_lsn, before, "nothing logged");
+    assert_eq!(shard.stats().vlog.live_bytes, 0, "nothing appended");
+    // A 16 MiB value alone is fine.
+    let reply = shard
+        .apply_txn(&writes(vec![put(0, b"h", &huge)]))
+        .expect("apply");
+    durable(&mut shard, reply.wait_lsn);
+    assert_eq!(value(&mut shard, b"h"), Some(huge));
+}

@@ -11,7 +11,7 @@
 //! writes nothing.
 
 use super::{Assertion, AssertionKind, OpKind, OpOutput, OpResult, TxnFailure, TxnPart};
-use crate::shard::is_expired;
+use crate::shard::{is_expired, Pointer};
 use crate::tree::Value;
 use std::collections::BTreeMap;
 
@@ -26,12 +26,30 @@ pub enum ResolvedWrite {
     Delete {
         key: Vec<u8>,
     },
+    /// A put whose value the shard wrote to its value log (values above the inline threshold):
+    /// what the txn's record holds and its prepared state keeps instead of the bytes. Never
+    /// produced by [`evaluate`]; the shard turns large `Put`s into these before logging.
+    PutPointer {
+        key: Vec<u8>,
+        pointer: Pointer,
+        expiry_ms: u64,
+    },
 }
 
 impl ResolvedWrite {
     pub fn key(&self) -> &[u8] {
         match self {
-            ResolvedWrite::Put { key, .. } | ResolvedWrite::Delete { key } => key,
+            ResolvedWrite::Put { key, .. }
+            | ResolvedWrite::Delete { key }
+            | ResolvedWrite::PutPointer { key, .. } => key,
+        }
+    }
+
+    /// The value-log pointer this write stores, if it is a [`ResolvedWrite::PutPointer`].
+    pub fn pointer(&self) -> Option<&Pointer> {
+        match self {
+            ResolvedWrite::PutPointer { pointer, .. } => Some(pointer),
+            _ => None,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The WAL records of transactions and their exact bytes.
 //!
-//! The shard's record module ([`crate::shard::record`]) owns types 1 and 2; transactions use
-//! types 16 to 20 (3 to 15 stay free for other record kinds). All integers little-endian.
+//! The shard's record module ([`crate::shard::record`]) owns types 1 to 4; transactions use
+//! types 16 to 20 (5 to 15 stay free for other record kinds). All integers little-endian.
 //!
 //! | type | name | payload |
 //! |---|---|---|
@@ -15,12 +15,18 @@
 //!
 //! | field | bytes | meaning |
 //! |---|---|---|
-//! | kind | 1 | 1 = put, 2 = delete |
+//! | kind | 1 | 1 = put, 2 = delete, 3 = put pointer |
 //! | key length | 2 | |
-//! | expiry ms | 8 | put only: absolute wall-clock ms, 0 = none |
-//! | value length | 4 | put only |
+//! | expiry ms | 8 | put and put pointer only: absolute wall-clock ms, 0 = none |
+//! | value length | 4 | put and put pointer only (a put pointer: always 24) |
 //! | key | key length | |
-//! | value | value length | put only |
+//! | value | value length | put: the value; put pointer: the value-log pointer |
+//!
+//! Kind 3 (put pointer) is a put whose value the shard wrote to its value log before logging the
+//! record (values above the inline threshold): the entry carries the 24-byte pointer
+//! (docs/format.md, "Value-log pointer") as its value, and the WAL holds the record back until
+//! the value is durable. Records written before kind 3 existed hold kinds 1 and 2 only and decode
+//! unchanged; a build that does not know kind 3 refuses the record by name.
 //!
 //! A Prepare's (coordinator, number) is its TxnId; at the coordinator, number is the Prepare
 //! record's own LSN. Writes are *resolved*: an Add is logged as the Put of its result, so redo
@@ -28,7 +34,9 @@
 //! from the shard-wide counter in the same order, as for plain puts).
 
 use super::{ResolvedWrite, TxnId};
+use crate::constants::VLOG_POINTER_SIZE;
 use crate::shard::record::RecordError;
+use crate::shard::Pointer;
 
 /// A single-shard transaction's writes, applied atomically.
 pub const RECORD_TXN_APPLY: u8 = 16;
@@ -52,6 +60,7 @@ pub const WRITE_DELETE_HEADER_BYTES: usize = 1 + 2;
 
 const WRITE_KIND_PUT: u8 = 1;
 const WRITE_KIND_DELETE: u8 = 2;
+const WRITE_KIND_PUT_POINTER: u8 = 3;
 
 /// Whether `record_type` is a transaction record (decoded by [`TxnRecord::decode`]).
 pub fn is_txn_record(record_type: u8) -> bool {
@@ -90,6 +99,9 @@ pub fn writes_bytes(writes: &[ResolvedWrite]) -> usize {
                     WRITE_PUT_HEADER_BYTES + key.len() + value.len()
                 }
                 ResolvedWrite::Delete { key } => WRITE_DELETE_HEADER_BYTES + key.len(),
+                ResolvedWrite::PutPointer { key, .. } => {
+                    WRITE_PUT_HEADER_BYTES + key.len() + VLOG_POINTER_SIZE
+                }
             })
             .sum::<usize>()
 }
@@ -102,6 +114,16 @@ impl TxnRecord {
             TxnRecord::Decision { .. } => RECORD_TXN_DECISION,
             TxnRecord::Commit { .. } => RECORD_TXN_COMMIT,
             TxnRecord::Abort { .. } => RECORD_TXN_ABORT,
+        }
+    }
+
+    /// Whether the record carries value-log pointers (put pointer writes).
+    pub fn has_pointers(&self) -> bool {
+        match self {
+            TxnRecord::Apply { writes } | TxnRecord::Prepare { writes, .. } => {
+                writes.iter().any(|write| write.pointer().is_some())
+            }
+            _ => false,
         }
     }
 
@@ -205,6 +227,20 @@ fn encode_writes(writes: &[ResolvedWrite], out: &mut Vec<u8>) {
                 out.extend_from_slice(&key_len.to_le_bytes());
                 out.extend_from_slice(key);
             }
+            ResolvedWrite::PutPointer {
+                key,
+                pointer,
+                expiry_ms,
+            } => {
+                out.push(WRITE_KIND_PUT_POINTER);
+                let key_len = u16::try_from(key.len()).expect("key length fits u16");
+                out.extend_from_slice(&key_len.to_le_bytes());
+                out.extend_from_slice(&expiry_ms.to_le_bytes());
+                let value_len = VLOG_POINTER_SIZE as u32;
+                out.extend_from_slice(&value_len.to_le_bytes());
+                out.extend_from_slice(key);
+                out.extend_from_slice(&pointer.encode());
+            }
         }
     }
 }
@@ -262,10 +298,25 @@ impl<'a> Reader<'a> {
                 WRITE_KIND_DELETE => ResolvedWrite::Delete {
                     key: self.take(key_len)?.to_vec(),
                 },
+                WRITE_KIND_PUT_POINTER => {
+                    let expiry_ms = u64::from_le_bytes(self.array()?);
+                    let value_len = u32::from_le_bytes(self.array()?) as usize;
+                    let key = self.take(key_len)?.to_vec();
+                    let bytes = self.take(value_len)?;
+                    let pointer = Pointer::decode(bytes).ok_or(RecordError {
+                        record_type: self.record_type,
+                        detail: "a put pointer's value is not a 24-byte value-log pointer",
+                    })?;
+                    ResolvedWrite::PutPointer {
+                        key,
+                        pointer,
+                        expiry_ms,
+                    }
+                }
                 _ => {
                     return Err(RecordError {
                         record_type: self.record_type,
-                        detail: "unknown write kind",
+                        detail: "unknown write kind (written by a newer jube?)",
                     })
                 }
             };
@@ -299,6 +350,16 @@ mod tests {
                 key: b"c".to_vec(),
                 value: Vec::new(),
                 expiry_ms: 1_700_000_000_000,
+            },
+            ResolvedWrite::PutPointer {
+                key: b"d".to_vec(),
+                pointer: Pointer {
+                    segment: 3,
+                    offset: 4096,
+                    value_size: 70_000,
+                    checksum: 0xdead_beef,
+                },
+                expiry_ms: 9,
             },
         ]
     }
@@ -361,6 +422,41 @@ mod tests {
         ]
         .concat();
         assert_eq!(buf, expected);
+    }
+
+    #[test]
+    fn exact_bytes_of_a_put_pointer() {
+        let pointer = Pointer {
+            segment: 2,
+            offset: 8192,
+            value_size: 5_000,
+            checksum: 7,
+        };
+        let record = TxnRecord::Apply {
+            writes: vec![ResolvedWrite::PutPointer {
+                key: b"k".to_vec(),
+                pointer,
+                expiry_ms: 5,
+            }],
+        };
+        let mut buf = Vec::new();
+        record.encode(&mut buf);
+        let expected: Vec<u8> = [
+            &[1, 0, 0, 0][..],
+            &[WRITE_KIND_PUT_POINTER, 1, 0],
+            &[5, 0, 0, 0, 0, 0, 0, 0],
+            &[24, 0, 0, 0],
+            b"k",
+            &pointer.encode(),
+        ]
+        .concat();
+        assert_eq!(buf, expected);
+        assert_eq!(TxnRecord::decode(RECORD_TXN_APPLY, &buf), Ok(record));
+        // A put pointer whose value is not 24 bytes is refused.
+        let mut wrong = expected.clone();
+        wrong[15] = 23;
+        wrong.pop();
+        assert!(TxnRecord::decode(RECORD_TXN_APPLY, &wrong).is_err());
     }
 
     #[test]

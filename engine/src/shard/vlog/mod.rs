@@ -695,7 +695,7 @@ impl<V: Vfs> ValueLog<V> {
                     return Ok((records, pos, pos >= size));
                 }
                 let at = usize::try_from(pos - start).expect("fits");
-                match decode_record(&buf[at..], id) {
+                match padded_decode(&buf[at..], pos, id) {
                     Decoded::Record(record, len) => {
                         records.push(ScannedRecord {
                             pointer: Pointer {
@@ -769,10 +769,21 @@ impl<V: Vfs> ValueLog<V> {
     /// `live / (1 - percent/100)` plus the active segment. A segment with nothing live is
     /// always taken: it costs no I/O, only a deletion after the next checkpoint.
     pub fn pick_victim(&self) -> Option<u64> {
+        self.pick_victim_where(|_| true)
+    }
+
+    /// [`ValueLog::pick_victim`] among the segments `eligible` accepts: the shard excludes those
+    /// holding values of prepared, undecided transactions (their pointers are in no leaf, so a
+    /// collection could neither move nor account for them).
+    pub fn pick_victim_where(&self, eligible: impl Fn(u64) -> bool) -> Option<u64> {
         let busy = self.busy_segments();
         let candidates = || {
             self.segments.iter().filter(|(id, s)| {
-                !busy.contains(id) && s.retired_at.is_none() && !s.gc_failed && s.size > 0
+                !busy.contains(id)
+                    && s.retired_at.is_none()
+                    && !s.gc_failed
+                    && s.size > 0
+                    && eligible(**id)
             })
         };
         if let Some((&id, _)) = candidates().find(|(_, s)| s.live_bytes == 0) {
@@ -853,6 +864,26 @@ impl<V: Vfs> ValueLog<V> {
             .sum();
         stats.dead_bytes = size - stats.live_bytes;
         stats
+    }
+}
+
+/// [`decode_record`] at segment offset `pos`, also recognizing the zero padding of a flush that
+/// ended fewer than a record header's bytes before a block boundary: there the header read runs
+/// into the next flush's first record, so it is not all zero. A record that really starts there
+/// decodes whole first, so only bytes that are no intact record are taken for padding.
+fn padded_decode(bytes: &[u8], pos: u64, segment: u64) -> Decoded<'_> {
+    let decoded = decode_record(bytes, segment);
+    let to_block = usize::try_from(align_up(pos) - pos).expect("below a block");
+    let short_padding = !matches!(decoded, Decoded::Record(..))
+        && to_block > 0
+        && to_block < crate::constants::VLOG_RECORD_HEADER_SIZE
+        && bytes
+            .get(..to_block)
+            .is_some_and(|b| b.iter().all(|&b| b == 0));
+    if short_padding {
+        Decoded::Padding
+    } else {
+        decoded
     }
 }
 
