@@ -8,7 +8,9 @@
 //! whose value is not yet durable here ([`ValueLog::durable_gate`] and `Wal::set_flush_gate`),
 //! so a durable WAL record never points at a value a crash could lose, and a large value is
 //! written once (plus once per garbage-collection move). Values not yet written are read from
-//! memory; others with one aligned read, verified against the pointer's checksum.
+//! memory; others from the value cache ([`cache`]) or with one aligned read of exactly the
+//! blocks the record spans, verified against the pointer's checksum. Only verified bytes (or a
+//! value just put) enter the cache, so a damaged record that is not cached is always reported.
 //!
 //! Accounting: every segment knows its size on disk and its live bytes (the records the tree
 //! points at). Live bytes are rebuilt at open by walking the tree (not persisted), then kept
@@ -27,17 +29,21 @@
 //!   and raised above every file present at open;
 //! - after a failed write or sync the log is poisoned until the shard is reopened.
 
+pub mod cache;
 pub mod format;
 
 #[cfg(test)]
 mod tests;
 
 use crate::constants::{
-    VLOG_BUFFER_BYTES_MAX_DEFAULT, VLOG_GC_SLICE_BYTES_DEFAULT, VLOG_SEGMENT_BYTES_DEFAULT,
+    VLOG_BUFFER_BYTES_MAX_DEFAULT, VLOG_CACHE_BYTES_DEFAULT, VLOG_GC_SLICE_BYTES_DEFAULT,
+    VLOG_READ_BUFFERS_KEPT_MAX, VLOG_READ_BUFFER_KEPT_BYTES_MAX, VLOG_SEGMENT_BYTES_DEFAULT,
     VLOG_SEGMENT_HEADER_SIZE,
 };
 use crate::storage::{AlignedBuf, Completion, IoError, IoErrorKind, Op, OpenMode, Storage, Vfs};
 use crate::wal::{Lsn, SyncMode};
+use cache::ValueCache;
+pub use cache::ValueCacheStats;
 pub use format::Pointer;
 use format::{
     check_segment_header, decode_record, encode_record, encode_segment_header, record_size,
@@ -71,6 +77,8 @@ pub struct VlogConfig {
     pub gc_slice_bytes: usize,
     /// Least time between two GC slices: with the slice size, bounds GC's I/O rate.
     pub gc_interval_ms: u64,
+    /// Bytes of the cache of values read or written (0: no cache); see [`cache`].
+    pub cache_bytes: usize,
 }
 
 impl Default for VlogConfig {
@@ -81,6 +89,7 @@ impl Default for VlogConfig {
             gc_garbage_percent: 50,
             gc_slice_bytes: VLOG_GC_SLICE_BYTES_DEFAULT,
             gc_interval_ms: 10,
+            cache_bytes: VLOG_CACHE_BYTES_DEFAULT,
         }
     }
 }
@@ -187,6 +196,8 @@ pub struct VlogStats {
     pub segments_deleted: u64,
     /// Victims whose scan could not account for every live byte (damage before their tail).
     pub gc_failures: u64,
+    /// The cache of values: hits, misses, evictions, bytes.
+    pub cache: ValueCacheStats,
 }
 
 /// One segment file and its accounting.
@@ -263,6 +274,9 @@ pub struct ValueLog<V: Vfs> {
     poisoned: Option<IoError>,
     stats: VlogStats,
     completions: Vec<Completion>,
+    cache: ValueCache,
+    /// Buffers of recent reads, kept for reads of the same length (see `take_read_buffer`).
+    read_buffers: Vec<AlignedBuf>,
 }
 
 impl<V: Vfs> ValueLog<V> {
@@ -307,6 +321,7 @@ impl<V: Vfs> ValueLog<V> {
                 },
             );
         }
+        let cache = ValueCache::new(config.cache_bytes);
         let log = ValueLog {
             vfs,
             config,
@@ -322,6 +337,8 @@ impl<V: Vfs> ValueLog<V> {
             poisoned: None,
             stats: VlogStats::default(),
             completions: Vec::new(),
+            cache,
+            read_buffers: Vec::new(),
         };
         Ok((log, damaged))
     }
@@ -640,8 +657,9 @@ impl<V: Vfs> ValueLog<V> {
         }
     }
 
-    /// The value `pointer` (stored under `key`) names: from memory if not yet written, else
-    /// with one read, checked against the pointer.
+    /// The value `pointer` (stored under `key`) names: from memory if not yet written, else from
+    /// the cache, else with one read of the blocks the record spans, checked against the pointer
+    /// (and then cached).
     pub fn read(&mut self, key: &[u8], pointer: &Pointer) -> Result<Vec<u8>, VlogError> {
         let size = pointer.record_size(key.len()) as usize;
         let in_memory = [self.staged.as_ref(), self.flight.as_ref().map(|f| &f.batch)];
@@ -649,9 +667,14 @@ impl<V: Vfs> ValueLog<V> {
             if batch.holds(pointer) {
                 let at = usize::try_from(pointer.offset - batch.offset).expect("fits");
                 let bytes = batch.bytes.get(at..at + size).unwrap_or(&[]);
-                return check_record(bytes, key, pointer, "(in memory)", pointer.offset);
+                return check_record(bytes, key, pointer, "(in memory)", pointer.offset)
+                    .map(<[u8]>::to_vec);
             }
         }
+        if let Some(value) = self.cache.get(key, pointer) {
+            return Ok(value.to_vec());
+        }
+        self.cache.note_miss();
         let segment =
             self.segments
                 .get_mut(&pointer.segment)
@@ -660,12 +683,27 @@ impl<V: Vfs> ValueLog<V> {
                 })?;
         let start = align_down(pointer.offset);
         let end = align_up(pointer.offset + size as u64);
-        let buf = AlignedBuf::zeroed(usize::try_from(end - start).expect("fits"));
-        let (buf, _) = segment.file.read_at(start, buf).map_err(VlogError::Io)?;
+        let len = usize::try_from(end - start).expect("fits");
+        let buf = take_read_buffer(&mut self.read_buffers, len);
+        let (buf, read) = segment.file.read_at(start, buf).map_err(VlogError::Io)?;
         self.stats.reads += 1;
         let at = usize::try_from(pointer.offset - start).expect("fits");
-        let path = segment.file.path().to_string();
-        check_record(&buf[at..at + size], key, pointer, &path, pointer.offset)
+        // A short read (past the end of the file) leaves bytes of an earlier read in a reused
+        // buffer: only the bytes read count.
+        let bytes = buf.get(at..(at + size).min(read)).unwrap_or(&[]);
+        let path = segment.file.path();
+        let result = check_record(bytes, key, pointer, path, pointer.offset).map(|value| {
+            self.cache.insert(key, pointer, value);
+            value.to_vec()
+        });
+        keep_read_buffer(&mut self.read_buffers, buf);
+        result
+    }
+
+    /// Caches `value`, which was just appended under `key` at `pointer` and logged: the put's
+    /// bytes are in memory already, and the next read of the key need not go to the disk.
+    pub fn remember(&mut self, key: &[u8], pointer: &Pointer, value: &[u8]) {
+        self.cache.insert(key, pointer, value);
     }
 
     /// Reads records of segment `id` from `from` (a record boundary or block boundary): about
@@ -831,6 +869,7 @@ impl<V: Vfs> ValueLog<V> {
             .collect();
         for &id in &doomed {
             self.segments.remove(&id);
+            self.cache.drop_segment(id);
             self.vfs
                 .remove(&segment_name(id))
                 .map_err(|e| self.poison(e))?;
@@ -840,6 +879,16 @@ impl<V: Vfs> ValueLog<V> {
             self.vfs.sync_dir().map_err(|e| self.poison(e))?;
         }
         Ok(doomed.len())
+    }
+
+    /// Segments with cached values that no longer exist (always empty: deletion drops them).
+    #[cfg(test)]
+    pub(crate) fn cached_segments_missing(&self) -> Vec<u64> {
+        let segments = self.cache.segments();
+        segments
+            .into_iter()
+            .filter(|id| !self.segments.contains_key(id))
+            .collect()
     }
 
     pub fn stats(&self) -> VlogStats {
@@ -852,6 +901,7 @@ impl<V: Vfs> ValueLog<V> {
             .map(|s| s.size.max(s.live_bytes))
             .sum();
         stats.dead_bytes = size - stats.live_bytes;
+        stats.cache = self.cache.stats();
         stats
     }
 }
@@ -865,14 +915,35 @@ fn has_records(batch: &Batch) -> bool {
     batch.bytes.len() > header
 }
 
+/// A buffer of `len` bytes for a read: a kept one of that length, else a new one. The read
+/// overwrites it, so a kept buffer needs no zeroing (short reads are cut at the bytes read).
+fn take_read_buffer(kept: &mut Vec<AlignedBuf>, len: usize) -> AlignedBuf {
+    match kept.iter().position(|buf| buf.len() == len) {
+        Some(index) => kept.swap_remove(index),
+        None => AlignedBuf::zeroed(len),
+    }
+}
+
+/// Keeps a read's buffer for the next read of its length, within the kept-buffer limits (the
+/// oldest kept buffer goes first).
+fn keep_read_buffer(kept: &mut Vec<AlignedBuf>, buf: AlignedBuf) {
+    if buf.len() > VLOG_READ_BUFFER_KEPT_BYTES_MAX {
+        return;
+    }
+    if kept.len() >= VLOG_READ_BUFFERS_KEPT_MAX {
+        kept.remove(0);
+    }
+    kept.push(buf);
+}
+
 /// Checks that `bytes` are the record `pointer` names for `key`, and returns its value.
-fn check_record(
-    bytes: &[u8],
+fn check_record<'a>(
+    bytes: &'a [u8],
     key: &[u8],
     pointer: &Pointer,
     path: &str,
     offset: u64,
-) -> Result<Vec<u8>, VlogError> {
+) -> Result<&'a [u8], VlogError> {
     let corrupt = |detail: String| VlogError::Corrupt {
         path: path.to_string(),
         offset,
@@ -889,7 +960,7 @@ fn check_record(
                     String::from_utf8_lossy(key)
                 )));
             }
-            Ok(record.value.to_vec())
+            Ok(record.value)
         }
         Decoded::Padding => Err(corrupt("zero bytes where a record should be".to_string())),
         Decoded::Truncated(_) => Err(corrupt("the record runs past the bytes read".to_string())),
