@@ -4,7 +4,9 @@
 //! position, GC copies a record to a new position, and a segment id is never reused. So an entry
 //! keyed by its pointer's position (segment, offset) can never go stale and needs no
 //! invalidation on overwrite: the key's leaf simply points elsewhere and the old entry ages out.
-//! Entries of a segment are dropped when GC deletes it, to give their memory back at once.
+//! A GC move re-keys a cached entry to the record's new position (the bytes are the same), so a
+//! hot value stays cached across collections; entries of a segment are dropped when GC deletes
+//! it, to give their memory back at once.
 //!
 //! Entries hold the key and the value (a hit compares both the key and the pointer's checksum
 //! and value size, so a lookup can only return the record that the on-disk check would accept).
@@ -135,8 +137,15 @@ impl ValueCache {
             self.stats.bypassed += 1;
             return;
         }
-        if self.index.contains_key(&(pointer.segment, pointer.offset)) {
-            return;
+        if let Some(&slot) = self.index.get(&(pointer.segment, pointer.offset)) {
+            let entry = self.slots[slot]
+                .as_ref()
+                .expect("indexed slots are occupied");
+            if entry.checksum == pointer.checksum && &entry.bytes[..entry.key_len] == key {
+                return;
+            }
+            // A record taken back (`ValueLog::unappend`) left its position to another one.
+            self.remove_slot(slot);
         }
         while self.used_bytes + cost > self.capacity_bytes {
             self.evict_one();
@@ -197,6 +206,27 @@ impl ValueCache {
         self.index.remove(&(entry.segment, entry.offset));
         self.used_bytes -= entry.cost();
         self.free.push(slot);
+    }
+
+    /// GC copied the record at `from` to `to` (same key and value, new position and checksum):
+    /// a cached value follows it, keeping its reference bit, without a copy.
+    pub fn moved(&mut self, from: &Pointer, to: &Pointer) {
+        debug_assert_eq!(from.value_size, to.value_size);
+        if !self.index.contains_key(&(from.segment, from.offset)) {
+            return;
+        }
+        self.remove(to);
+        let slot = self
+            .index
+            .remove(&(from.segment, from.offset))
+            .expect("checked above");
+        let entry = self.slots[slot]
+            .as_mut()
+            .expect("indexed slots are occupied");
+        entry.segment = to.segment;
+        entry.offset = to.offset;
+        entry.checksum = to.checksum;
+        self.index.insert((to.segment, to.offset), slot);
     }
 
     /// Drops the entry at `pointer`, if any.
@@ -295,8 +325,19 @@ mod tests {
             stats.bytes,
             (5_001 + VLOG_CACHE_ENTRY_OVERHEAD_BYTES) as u64
         );
-        cache.remove(&p);
+        // Another record at the same position (a put taken back, then another) replaces it.
+        let w = value(5_000, 2);
+        let q = pointer(1, 4096, &w);
+        let q = Pointer {
+            checksum: q.checksum ^ 7,
+            ..q
+        };
+        cache.insert(b"k", &q, &w);
         assert_eq!(cache.get(b"k", &p), None);
+        assert_eq!(cache.get(b"k", &q), Some(&w[..]));
+        assert_eq!(cache.stats().entries, 1);
+        cache.remove(&q);
+        assert_eq!(cache.get(b"k", &q), None);
         assert_eq!(cache.stats().bytes, 0);
         cache.check();
     }
@@ -396,6 +437,24 @@ mod tests {
             cache.insert(b"k", &pointer(3, 4096 * (i + 1), &v), &v);
         }
         assert_eq!(cache.slots.len(), slots);
+        cache.check();
+    }
+
+    #[test]
+    fn a_moved_value_follows_its_record() {
+        let mut cache = ValueCache::new(1 << 20);
+        let v = value(4_000, 3);
+        let from = pointer(1, 4096, &v);
+        let to = pointer(2, 8192, &v);
+        cache.insert(b"k", &from, &v);
+        cache.moved(&from, &to);
+        assert_eq!(cache.get(b"k", &from), None);
+        assert_eq!(cache.get(b"k", &to), Some(&v[..]));
+        // A value that was not cached stays uncached.
+        let other = pointer(3, 4096, &v);
+        cache.moved(&pointer(1, 12_288, &v), &other);
+        assert_eq!(cache.get(b"k", &other), None);
+        assert_eq!(cache.stats().entries, 1);
         cache.check();
     }
 

@@ -700,6 +700,11 @@ impl<V: Vfs> ValueLog<V> {
         result
     }
 
+    /// GC moved the record at `from` to `to`: a cached value follows it.
+    pub fn moved(&mut self, from: &Pointer, to: &Pointer) {
+        self.cache.moved(from, to);
+    }
+
     /// Caches `value`, which was just appended under `key` at `pointer` and logged: the put's
     /// bytes are in memory already, and the next read of the key need not go to the disk.
     pub fn remember(&mut self, key: &[u8], pointer: &Pointer, value: &[u8]) {
