@@ -68,14 +68,11 @@ pub const VLOG_CACHE_VALUE_SHARE_DIVISOR: usize = 8;
 /// free-list slot, rounded up, so that the bound covers the cache's real memory.
 pub const VLOG_CACHE_ENTRY_OVERHEAD_BYTES: usize = 128;
 
-/// Read buffers the value log keeps for reuse (one per recently read extent length), so that a
-/// read does not allocate and zero a fresh buffer...
-pub const VLOG_READ_BUFFERS_KEPT_MAX: usize = 4;
-
-/// ...each at most this long (longer reads allocate their buffer and free it after): the
-/// extent of a 1 MiB value with room to spare, so kept buffers cost at most about 4.25 MiB per
-/// shard.
-pub const VLOG_READ_BUFFER_KEPT_BYTES_MAX: usize = (1 << 20) + (64 << 10);
+/// The value log keeps the buffer of its last read and of its last flush for the next one (so
+/// that neither allocates and zeroes a buffer each time) if it is at most this long: the extent
+/// of a 4 MiB value, or a flush of three 1 MiB values, with room to spare. Kept buffers cost at
+/// most 2 x 4.06 MiB per shard; larger reads and flushes allocate their buffer and free it after.
+pub const VLOG_IO_BUFFER_KEPT_BYTES_MAX: usize = (4 << 20) + (64 << 10);
 
 /// Smallest page size: one O_DIRECT block, so a page is one aligned I/O.
 pub const PAGE_SIZE_MIN: usize = 4096;
@@ -188,7 +185,7 @@ const _: () = assert!(
 );
 const _: () = assert!(VLOG_GC_SLICE_BYTES_DEFAULT.is_multiple_of(IO_ALIGN));
 const _: () = assert!(VLOG_CACHE_VALUE_SHARE_DIVISOR >= 2);
-const _: () = assert!(VLOG_READ_BUFFER_KEPT_BYTES_MAX.is_multiple_of(IO_ALIGN));
+const _: () = assert!(VLOG_IO_BUFFER_KEPT_BYTES_MAX.is_multiple_of(IO_ALIGN));
 const _: () = assert!(
     VLOG_BUFFER_BYTES_MAX_DEFAULT >= VALUE_SIZE_MAX + VLOG_RECORD_HEADER_SIZE + KEY_SIZE_MAX
 );

@@ -37,8 +37,7 @@ mod tests;
 
 use crate::constants::{
     VLOG_BUFFER_BYTES_MAX_DEFAULT, VLOG_CACHE_BYTES_DEFAULT, VLOG_GC_SLICE_BYTES_DEFAULT,
-    VLOG_READ_BUFFERS_KEPT_MAX, VLOG_READ_BUFFER_KEPT_BYTES_MAX, VLOG_SEGMENT_BYTES_DEFAULT,
-    VLOG_SEGMENT_HEADER_SIZE,
+    VLOG_IO_BUFFER_KEPT_BYTES_MAX, VLOG_SEGMENT_BYTES_DEFAULT, VLOG_SEGMENT_HEADER_SIZE,
 };
 use crate::storage::{AlignedBuf, Completion, IoError, IoErrorKind, Op, OpenMode, Storage, Vfs};
 use crate::wal::{Lsn, SyncMode};
@@ -275,8 +274,10 @@ pub struct ValueLog<V: Vfs> {
     stats: VlogStats,
     completions: Vec<Completion>,
     cache: ValueCache,
-    /// Buffers of recent reads, kept for reads of the same length (see `take_read_buffer`).
-    read_buffers: Vec<AlignedBuf>,
+    /// The buffer of the last read, kept for the next one (see `take_buffer`).
+    read_buffer: Option<AlignedBuf>,
+    /// The buffer of the last flush, back from its write, kept for the next flush.
+    flush_buffer: Option<AlignedBuf>,
 }
 
 impl<V: Vfs> ValueLog<V> {
@@ -338,7 +339,8 @@ impl<V: Vfs> ValueLog<V> {
             stats: VlogStats::default(),
             completions: Vec::new(),
             cache,
-            read_buffers: Vec::new(),
+            read_buffer: None,
+            flush_buffer: None,
         };
         Ok((log, damaged))
     }
@@ -587,6 +589,9 @@ impl<V: Vfs> ValueLog<V> {
         if let Err(error) = completion.result {
             return Err(self.poison(error));
         }
+        if let Some(buf) = completion.buf {
+            keep_buffer(&mut self.flush_buffer, buf);
+        }
         match (completion.user_data, &flight.stage) {
             (TAG_WRITE, Stage::Writing) if self.sync_mode == SyncMode::WriteThenSync => {
                 flight.stage = Stage::Syncing;
@@ -618,8 +623,10 @@ impl<V: Vfs> ValueLog<V> {
             self.dir_unsynced = false;
         }
         let len = usize::try_from(align_up(batch.bytes.len() as u64)).expect("fits");
-        let mut buf = AlignedBuf::zeroed(len);
+        let mut buf = take_buffer(&mut self.flush_buffer, len);
         buf[..batch.bytes.len()].copy_from_slice(&batch.bytes);
+        // A kept buffer holds an earlier flush's bytes: the padding must be zero.
+        buf[batch.bytes.len()..].fill(0);
         let op = match self.sync_mode {
             SyncMode::WriteThenSync => Op::Write {
                 offset: batch.offset,
@@ -684,19 +691,18 @@ impl<V: Vfs> ValueLog<V> {
         let start = align_down(pointer.offset);
         let end = align_up(pointer.offset + size as u64);
         let len = usize::try_from(end - start).expect("fits");
-        let buf = take_read_buffer(&mut self.read_buffers, len);
-        let (buf, read) = segment.file.read_at(start, buf).map_err(VlogError::Io)?;
+        let buf = take_buffer(&mut self.read_buffer, len);
+        // A reused buffer is overwritten whole: bytes past the end of the file read as zero.
+        let (buf, _) = segment.file.read_at(start, buf).map_err(VlogError::Io)?;
         self.stats.reads += 1;
         let at = usize::try_from(pointer.offset - start).expect("fits");
-        // A short read (past the end of the file) leaves bytes of an earlier read in a reused
-        // buffer: only the bytes read count.
-        let bytes = buf.get(at..(at + size).min(read)).unwrap_or(&[]);
+        let bytes = &buf[at..at + size];
         let path = segment.file.path();
         let result = check_record(bytes, key, pointer, path, pointer.offset).map(|value| {
             self.cache.insert(key, pointer, value);
             value.to_vec()
         });
-        keep_read_buffer(&mut self.read_buffers, buf);
+        keep_buffer(&mut self.read_buffer, buf);
         result
     }
 
@@ -920,25 +926,34 @@ fn has_records(batch: &Batch) -> bool {
     batch.bytes.len() > header
 }
 
-/// A buffer of `len` bytes for a read: a kept one of that length, else a new one. The read
-/// overwrites it, so a kept buffer needs no zeroing (short reads are cut at the bytes read).
-fn take_read_buffer(kept: &mut Vec<AlignedBuf>, len: usize) -> AlignedBuf {
-    match kept.iter().position(|buf| buf.len() == len) {
-        Some(index) => kept.swap_remove(index),
-        None => AlignedBuf::zeroed(len),
+/// A buffer of `len` bytes for a read or a write: the kept one if it is large enough (its bytes
+/// are not zeroed again: a read overwrites all of them, a write's padding is zeroed by the
+/// caller), else a new one.
+fn take_buffer(kept: &mut Option<AlignedBuf>, len: usize) -> AlignedBuf {
+    match kept.take() {
+        Some(mut buf) if buf.capacity() >= len => {
+            buf.set_len(len);
+            buf
+        }
+        other => {
+            *kept = other;
+            AlignedBuf::zeroed(len)
+        }
     }
 }
 
-/// Keeps a read's buffer for the next read of its length, within the kept-buffer limits (the
-/// oldest kept buffer goes first).
-fn keep_read_buffer(kept: &mut Vec<AlignedBuf>, buf: AlignedBuf) {
-    if buf.len() > VLOG_READ_BUFFER_KEPT_BYTES_MAX {
+/// Keeps `buf` for the next [`take_buffer`] if it is the larger one and at most
+/// `VLOG_IO_BUFFER_KEPT_BYTES_MAX`.
+fn keep_buffer(kept: &mut Option<AlignedBuf>, buf: AlignedBuf) {
+    if buf.capacity() > VLOG_IO_BUFFER_KEPT_BYTES_MAX {
         return;
     }
-    if kept.len() >= VLOG_READ_BUFFERS_KEPT_MAX {
-        kept.remove(0);
+    if kept
+        .as_ref()
+        .is_none_or(|old| old.capacity() < buf.capacity())
+    {
+        *kept = Some(buf);
     }
-    kept.push(buf);
 }
 
 /// Checks that `bytes` are the record `pointer` names for `key`, and returns its value.
