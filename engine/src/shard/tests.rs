@@ -70,6 +70,9 @@ fn small_config() -> ShardConfig {
     config.vlog.gc_slice_bytes = 8 * 1024;
     config.vlog.gc_interval_ms = 0;
     config.vlog.gc_garbage_percent = 30;
+    // A value cache of a few values (the largest ones bypass it), so reads hit, miss and evict,
+    // and moves and segment deletions meet cached values, across the crashes.
+    config.vlog.cache_bytes = 96 * 1024;
     config
 }
 
@@ -95,6 +98,9 @@ struct Harness {
     gc_runs: u64,
     gc_bytes_moved: u64,
     segments_deleted: u64,
+    /// Reads of value-log values answered by the value cache, and those that read the disk.
+    cache_hits: u64,
+    cache_misses: u64,
 }
 
 impl Harness {
@@ -117,6 +123,8 @@ impl Harness {
             gc_runs: 0,
             gc_bytes_moved: 0,
             segments_deleted: 0,
+            cache_hits: 0,
+            cache_misses: 0,
         };
         harness.recover();
         harness
@@ -445,6 +453,8 @@ impl Harness {
             self.gc_runs += vlog.gc_runs;
             self.gc_bytes_moved += vlog.gc_bytes_moved;
             self.segments_deleted += vlog.segments_deleted;
+            self.cache_hits += vlog.cache.hits;
+            self.cache_misses += vlog.cache.misses;
         }
         self.shard = None;
         self.disk.crash();
@@ -608,7 +618,7 @@ fn model_txn(
 }
 
 /// Runs one seed; returns (recoveries, GC runs, GC bytes moved, segments deleted).
-fn run_seed(seed: u64, steps: usize) -> (u64, u64, u64, u64) {
+fn run_seed(seed: u64, steps: usize) -> (u64, u64, u64, u64, (u64, u64)) {
     let mut harness = Harness::new(seed);
     for _ in 0..steps {
         if !harness.step() {
@@ -621,6 +631,7 @@ fn run_seed(seed: u64, steps: usize) -> (u64, u64, u64, u64) {
         harness.gc_runs,
         harness.gc_bytes_moved,
         harness.segments_deleted,
+        (harness.cache_hits, harness.cache_misses),
     )
 }
 
@@ -642,10 +653,10 @@ fn seeds() -> Vec<u64> {
 fn model_with_crashes_anywhere() {
     for seed in seeds() {
         eprintln!("shard model: seed {seed} (replay with JUBE_SEED={seed})");
-        let (recoveries, gc_runs, moved, deleted) = run_seed(seed, 10_000);
+        let (recoveries, gc_runs, moved, deleted, (hits, misses)) = run_seed(seed, 10_000);
         eprintln!(
             "  {recoveries} recoveries, {gc_runs} GC runs, {moved} bytes moved, {deleted} \
-             segments deleted"
+             segments deleted, {hits} value-cache hits, {misses} misses"
         );
         assert!(
             recoveries > 5,
@@ -654,6 +665,10 @@ fn model_with_crashes_anywhere() {
         assert!(
             gc_runs > 0 && moved > 0 && deleted > 0,
             "seed {seed}: value-log GC never ran to the end: the test lost its teeth"
+        );
+        assert!(
+            hits > 0 && misses > 0,
+            "seed {seed}: the value cache saw {hits} hits and {misses} misses: both paths must run"
         );
     }
 }
