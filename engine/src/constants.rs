@@ -52,6 +52,28 @@ pub const VLOG_BUFFER_BYTES_MAX_DEFAULT: usize =
 /// record that straddles the end of the slice): bounds the I/O a `poll` does for GC.
 pub const VLOG_GC_SLICE_BYTES_DEFAULT: usize = 1 << 20;
 
+/// Default bytes of each shard's cache of value-log values (`VlogConfig::cache_bytes`, the
+/// server's `storage.value_cache_bytes_per_shard`): a quarter of the server's default page cache
+/// per shard (256 MiB). Without it every read of a large value is one synchronous disk read on
+/// the shard's core (docs/benchmarks.md, "Large values").
+pub const VLOG_CACHE_BYTES_DEFAULT: usize = 64 << 20;
+
+/// A value whose entry (key, value and overhead) costs more than the cache's size divided by
+/// this is not cached, so that one large value cannot flush everything else: with the default
+/// 64 MiB, values up to about 8 MiB are cached.
+pub const VLOG_CACHE_VALUE_SHARE_DIVISOR: usize = 8;
+
+/// Bytes charged per cache entry beyond its key and value: the entry's slot (48), its index
+/// entry (about 32 at the map's load factor), the allocator's header of the value's block and a
+/// free-list slot, rounded up, so that the bound covers the cache's real memory.
+pub const VLOG_CACHE_ENTRY_OVERHEAD_BYTES: usize = 128;
+
+/// The value log keeps the buffer of its last read and of its last flush for the next one (so
+/// that neither allocates and zeroes a buffer each time) if it is at most this long: the extent
+/// of a 4 MiB value, or a flush of three 1 MiB values, with room to spare. Kept buffers cost at
+/// most 2 x 4.06 MiB per shard; larger reads and flushes allocate their buffer and free it after.
+pub const VLOG_IO_BUFFER_KEPT_BYTES_MAX: usize = (4 << 20) + (64 << 10);
+
 /// Smallest page size: one O_DIRECT block, so a page is one aligned I/O.
 pub const PAGE_SIZE_MIN: usize = 4096;
 
@@ -162,6 +184,8 @@ const _: () = assert!(
     "value sizes are u32 on disk"
 );
 const _: () = assert!(VLOG_GC_SLICE_BYTES_DEFAULT.is_multiple_of(IO_ALIGN));
+const _: () = assert!(VLOG_CACHE_VALUE_SHARE_DIVISOR >= 2);
+const _: () = assert!(VLOG_IO_BUFFER_KEPT_BYTES_MAX.is_multiple_of(IO_ALIGN));
 const _: () = assert!(
     VLOG_BUFFER_BYTES_MAX_DEFAULT >= VALUE_SIZE_MAX + VLOG_RECORD_HEADER_SIZE + KEY_SIZE_MAX
 );

@@ -4,6 +4,7 @@
 //! flags. `--print-config` prints the effective result as TOML, so the defaults are always one
 //! command away and a printed config can be fed back as a file.
 
+use jube_engine::constants::VLOG_CACHE_BYTES_DEFAULT;
 use jube_protocol::constants::PIPELINE_DEPTH_MAX;
 use jube_runtime::constants::CORES_MAX;
 use serde::{Deserialize, Serialize};
@@ -119,6 +120,9 @@ pub struct StorageConfig {
     pub page_size: usize,
     /// Page cache budget of each shard, in bytes.
     pub cache_bytes_per_shard: u64,
+    /// Bytes of each shard's cache of values read from or written to the value log (values
+    /// above the inline threshold); 0 turns it off.
+    pub value_cache_bytes_per_shard: u64,
     /// When writes are acknowledged: always, periodic:MS or none.
     pub sync: SyncPolicy,
     /// A group commit is flushed once this many bytes of records are waiting.
@@ -153,6 +157,7 @@ impl Default for StorageConfig {
         StorageConfig {
             page_size: 4096,
             cache_bytes_per_shard: 256 << 20,
+            value_cache_bytes_per_shard: VLOG_CACHE_BYTES_DEFAULT as u64,
             sync: SyncPolicy::Always,
             group_commit_bytes_max: 256 << 10,
             group_commit_delay_us: 0,

@@ -209,6 +209,8 @@ pub fn shard_config(shard_id: u32, page_size: usize, config: &Config) -> ShardCo
     let mut shard = ShardConfig::new(shard_id);
     shard.tree.page_size = page_size;
     shard.tree.cache_bytes = usize::try_from(storage.cache_bytes_per_shard).unwrap_or(usize::MAX);
+    shard.vlog.cache_bytes =
+        usize::try_from(storage.value_cache_bytes_per_shard).unwrap_or(usize::MAX);
     shard.wal.segment_size_bytes = storage.wal_segment_bytes;
     shard.wal.flush_bytes_max = storage.group_commit_bytes_max;
     // Room for the next group commit to fill while one is on the disk.
@@ -427,6 +429,12 @@ fn stats_metrics(stats: &ShardStats) -> Vec<(String, u64)> {
         ("vlog_gc_runs", stats.vlog.gc_runs),
         ("vlog_gc_bytes_moved", stats.vlog.gc_bytes_moved),
         ("vlog_segments_deleted", stats.vlog.segments_deleted),
+        ("vlog_cache_hits", stats.vlog.cache.hits),
+        ("vlog_cache_misses", stats.vlog.cache.misses),
+        ("vlog_cache_evictions", stats.vlog.cache.evictions),
+        ("vlog_cache_bypassed", stats.vlog.cache.bypassed),
+        ("vlog_cache_bytes", stats.vlog.cache.bytes),
+        ("vlog_cache_entries", stats.vlog.cache.entries),
     ]
     .into_iter()
     .map(|(name, value)| (name.to_string(), value))

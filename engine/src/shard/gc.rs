@@ -254,6 +254,7 @@ impl<V: Vfs + Clone> Shard<V> {
             "the key held the old pointer when the move was logged"
         );
         self.vlog.release(from, key.len());
+        self.vlog.moved(from, &to);
         Ok(())
     }
 

@@ -44,6 +44,8 @@ pub mod vlog;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_vcache;
+#[cfg(test)]
 mod tests_vlog;
 
 use crate::clock::Clock;
@@ -394,8 +396,8 @@ impl<V: Vfs + Clone> Shard<V> {
     }
 
     /// The value of `key`, if present and not expired. The caller must not answer before
-    /// [`Shard::read_barrier`] is acknowledged. A value in the value log costs one read (none
-    /// while it is not yet written).
+    /// [`Shard::read_barrier`] is acknowledged. A value in the value log costs one read, none
+    /// while it is not yet written or while the value cache holds it.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Value>, ShardError> {
         self.check_failed()?;
         self.check_unlocked_key(key)?;
@@ -500,6 +502,7 @@ impl<V: Vfs + Clone> Shard<V> {
             .tree
             .put_kind(key, VALUE_KIND_POINTER, &encoded, expiry_ms);
         self.check_tree(result)?;
+        self.vlog.remember(key, &pointer, value);
         Ok(lsn)
     }
 

@@ -72,6 +72,9 @@ fn small_config() -> ShardConfig {
     config.vlog.gc_slice_bytes = 8 * 1024;
     config.vlog.gc_interval_ms = 0;
     config.vlog.gc_garbage_percent = 30;
+    // A value cache of a few values (the largest ones bypass it), so reads hit, miss and evict,
+    // and moves and segment deletions meet cached values, across the crashes.
+    config.vlog.cache_bytes = 96 * 1024;
     config
 }
 
@@ -99,6 +102,9 @@ struct Harness {
     segments_deleted: u64,
     /// Committed txns that put a value above the inline threshold (into the value log).
     txns_with_large_values: u64,
+    /// Reads of value-log values answered by the value cache, and those that read the disk.
+    cache_hits: u64,
+    cache_misses: u64,
 }
 
 impl Harness {
@@ -122,6 +128,8 @@ impl Harness {
             gc_bytes_moved: 0,
             segments_deleted: 0,
             txns_with_large_values: 0,
+            cache_hits: 0,
+            cache_misses: 0,
         };
         harness.recover();
         harness
@@ -439,6 +447,8 @@ impl Harness {
             self.gc_runs += vlog.gc_runs;
             self.gc_bytes_moved += vlog.gc_bytes_moved;
             self.segments_deleted += vlog.segments_deleted;
+            self.cache_hits += vlog.cache.hits;
+            self.cache_misses += vlog.cache.misses;
         }
         self.shard = None;
         self.disk.crash();
@@ -602,8 +612,8 @@ fn model_txn(
 }
 
 /// Runs one seed; returns (recoveries, GC runs, GC bytes moved, segments deleted, committed
-/// txns with large values).
-fn run_seed(seed: u64, steps: usize) -> (u64, u64, u64, u64, u64) {
+/// txns with large values, (value-cache hits, misses)).
+fn run_seed(seed: u64, steps: usize) -> (u64, u64, u64, u64, u64, (u64, u64)) {
     let mut harness = Harness::new(seed);
     for _ in 0..steps {
         if !harness.step() {
@@ -617,6 +627,7 @@ fn run_seed(seed: u64, steps: usize) -> (u64, u64, u64, u64, u64) {
         harness.gc_bytes_moved,
         harness.segments_deleted,
         harness.txns_with_large_values,
+        (harness.cache_hits, harness.cache_misses),
     )
 }
 
@@ -638,10 +649,12 @@ fn seeds() -> Vec<u64> {
 fn model_with_crashes_anywhere() {
     for seed in seeds() {
         eprintln!("shard model: seed {seed} (replay with JUBE_SEED={seed})");
-        let (recoveries, gc_runs, moved, deleted, large_txns) = run_seed(seed, 10_000);
+        let (recoveries, gc_runs, moved, deleted, large_txns, (hits, misses)) =
+            run_seed(seed, 10_000);
         eprintln!(
             "  {recoveries} recoveries, {gc_runs} GC runs, {moved} bytes moved, {deleted} \
-             segments deleted, {large_txns} txns with value-log values"
+             segments deleted, {large_txns} txns with value-log values, {hits} value-cache \
+             hits, {misses} misses"
         );
         assert!(
             recoveries > 5,
@@ -654,6 +667,10 @@ fn model_with_crashes_anywhere() {
         assert!(
             large_txns > 10,
             "seed {seed}: only {large_txns} txns put values into the value log"
+        );
+        assert!(
+            hits > 0 && misses > 0,
+            "seed {seed}: the value cache saw {hits} hits and {misses} misses: both paths must run"
         );
     }
 }

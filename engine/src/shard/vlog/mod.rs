@@ -8,7 +8,9 @@
 //! whose value is not yet durable here ([`ValueLog::durable_gate`] and `Wal::set_flush_gate`),
 //! so a durable WAL record never points at a value a crash could lose, and a large value is
 //! written once (plus once per garbage-collection move). Values not yet written are read from
-//! memory; others with one aligned read, verified against the pointer's checksum.
+//! memory; others from the value cache ([`cache`]) or with one aligned read of exactly the
+//! blocks the record spans, verified against the pointer's checksum. Only verified bytes (or a
+//! value just put) enter the cache, so a damaged record that is not cached is always reported.
 //!
 //! Accounting: every segment knows its size on disk and its live bytes (the records the tree
 //! points at). Live bytes are rebuilt at open by walking the tree (not persisted), then kept
@@ -27,17 +29,20 @@
 //!   and raised above every file present at open;
 //! - after a failed write or sync the log is poisoned until the shard is reopened.
 
+pub mod cache;
 pub mod format;
 
 #[cfg(test)]
 mod tests;
 
 use crate::constants::{
-    VLOG_BUFFER_BYTES_MAX_DEFAULT, VLOG_GC_SLICE_BYTES_DEFAULT, VLOG_SEGMENT_BYTES_DEFAULT,
-    VLOG_SEGMENT_HEADER_SIZE,
+    VLOG_BUFFER_BYTES_MAX_DEFAULT, VLOG_CACHE_BYTES_DEFAULT, VLOG_GC_SLICE_BYTES_DEFAULT,
+    VLOG_IO_BUFFER_KEPT_BYTES_MAX, VLOG_SEGMENT_BYTES_DEFAULT, VLOG_SEGMENT_HEADER_SIZE,
 };
 use crate::storage::{AlignedBuf, Completion, IoError, IoErrorKind, Op, OpenMode, Storage, Vfs};
 use crate::wal::{Lsn, SyncMode};
+use cache::ValueCache;
+pub use cache::ValueCacheStats;
 pub use format::Pointer;
 use format::{
     check_segment_header, decode_record, encode_record, encode_segment_header, record_size,
@@ -71,6 +76,8 @@ pub struct VlogConfig {
     pub gc_slice_bytes: usize,
     /// Least time between two GC slices: with the slice size, bounds GC's I/O rate.
     pub gc_interval_ms: u64,
+    /// Bytes of the cache of values read or written (0: no cache); see [`cache`].
+    pub cache_bytes: usize,
 }
 
 impl Default for VlogConfig {
@@ -81,6 +88,7 @@ impl Default for VlogConfig {
             gc_garbage_percent: 50,
             gc_slice_bytes: VLOG_GC_SLICE_BYTES_DEFAULT,
             gc_interval_ms: 10,
+            cache_bytes: VLOG_CACHE_BYTES_DEFAULT,
         }
     }
 }
@@ -187,6 +195,8 @@ pub struct VlogStats {
     pub segments_deleted: u64,
     /// Victims whose scan could not account for every live byte (damage before their tail).
     pub gc_failures: u64,
+    /// The cache of values: hits, misses, evictions, bytes.
+    pub cache: ValueCacheStats,
 }
 
 /// One segment file and its accounting.
@@ -263,6 +273,11 @@ pub struct ValueLog<V: Vfs> {
     poisoned: Option<IoError>,
     stats: VlogStats,
     completions: Vec<Completion>,
+    cache: ValueCache,
+    /// The buffer of the last read, kept for the next one (see `take_buffer`).
+    read_buffer: Option<AlignedBuf>,
+    /// The buffer of the last flush, back from its write, kept for the next flush.
+    flush_buffer: Option<AlignedBuf>,
 }
 
 impl<V: Vfs> ValueLog<V> {
@@ -307,6 +322,7 @@ impl<V: Vfs> ValueLog<V> {
                 },
             );
         }
+        let cache = ValueCache::new(config.cache_bytes);
         let log = ValueLog {
             vfs,
             config,
@@ -322,6 +338,9 @@ impl<V: Vfs> ValueLog<V> {
             poisoned: None,
             stats: VlogStats::default(),
             completions: Vec::new(),
+            cache,
+            read_buffer: None,
+            flush_buffer: None,
         };
         Ok((log, damaged))
     }
@@ -570,6 +589,9 @@ impl<V: Vfs> ValueLog<V> {
         if let Err(error) = completion.result {
             return Err(self.poison(error));
         }
+        if let Some(buf) = completion.buf {
+            keep_buffer(&mut self.flush_buffer, buf);
+        }
         match (completion.user_data, &flight.stage) {
             (TAG_WRITE, Stage::Writing) if self.sync_mode == SyncMode::WriteThenSync => {
                 flight.stage = Stage::Syncing;
@@ -601,8 +623,10 @@ impl<V: Vfs> ValueLog<V> {
             self.dir_unsynced = false;
         }
         let len = usize::try_from(align_up(batch.bytes.len() as u64)).expect("fits");
-        let mut buf = AlignedBuf::zeroed(len);
+        let mut buf = take_buffer(&mut self.flush_buffer, len);
         buf[..batch.bytes.len()].copy_from_slice(&batch.bytes);
+        // A kept buffer holds an earlier flush's bytes: the padding must be zero.
+        buf[batch.bytes.len()..].fill(0);
         let op = match self.sync_mode {
             SyncMode::WriteThenSync => Op::Write {
                 offset: batch.offset,
@@ -640,8 +664,9 @@ impl<V: Vfs> ValueLog<V> {
         }
     }
 
-    /// The value `pointer` (stored under `key`) names: from memory if not yet written, else
-    /// with one read, checked against the pointer.
+    /// The value `pointer` (stored under `key`) names: from memory if not yet written, else from
+    /// the cache, else with one read of the blocks the record spans, checked against the pointer
+    /// (and then cached).
     pub fn read(&mut self, key: &[u8], pointer: &Pointer) -> Result<Vec<u8>, VlogError> {
         let size = pointer.record_size(key.len()) as usize;
         let in_memory = [self.staged.as_ref(), self.flight.as_ref().map(|f| &f.batch)];
@@ -649,9 +674,14 @@ impl<V: Vfs> ValueLog<V> {
             if batch.holds(pointer) {
                 let at = usize::try_from(pointer.offset - batch.offset).expect("fits");
                 let bytes = batch.bytes.get(at..at + size).unwrap_or(&[]);
-                return check_record(bytes, key, pointer, "(in memory)", pointer.offset);
+                return check_record(bytes, key, pointer, "(in memory)", pointer.offset)
+                    .map(<[u8]>::to_vec);
             }
         }
+        if let Some(value) = self.cache.get(key, pointer) {
+            return Ok(value.to_vec());
+        }
+        self.cache.note_miss();
         let segment =
             self.segments
                 .get_mut(&pointer.segment)
@@ -660,12 +690,31 @@ impl<V: Vfs> ValueLog<V> {
                 })?;
         let start = align_down(pointer.offset);
         let end = align_up(pointer.offset + size as u64);
-        let buf = AlignedBuf::zeroed(usize::try_from(end - start).expect("fits"));
+        let len = usize::try_from(end - start).expect("fits");
+        let buf = take_buffer(&mut self.read_buffer, len);
+        // A reused buffer is overwritten whole: bytes past the end of the file read as zero.
         let (buf, _) = segment.file.read_at(start, buf).map_err(VlogError::Io)?;
         self.stats.reads += 1;
         let at = usize::try_from(pointer.offset - start).expect("fits");
-        let path = segment.file.path().to_string();
-        check_record(&buf[at..at + size], key, pointer, &path, pointer.offset)
+        let bytes = &buf[at..at + size];
+        let path = segment.file.path();
+        let result = check_record(bytes, key, pointer, path, pointer.offset).map(|value| {
+            self.cache.insert(key, pointer, value);
+            value.to_vec()
+        });
+        keep_buffer(&mut self.read_buffer, buf);
+        result
+    }
+
+    /// GC moved the record at `from` to `to`: a cached value follows it.
+    pub fn moved(&mut self, from: &Pointer, to: &Pointer) {
+        self.cache.moved(from, to);
+    }
+
+    /// Caches `value`, which was just appended under `key` at `pointer` and logged: the put's
+    /// bytes are in memory already, and the next read of the key need not go to the disk.
+    pub fn remember(&mut self, key: &[u8], pointer: &Pointer, value: &[u8]) {
+        self.cache.insert(key, pointer, value);
     }
 
     /// Reads records of segment `id` from `from` (a record boundary or block boundary): about
@@ -842,6 +891,7 @@ impl<V: Vfs> ValueLog<V> {
             .collect();
         for &id in &doomed {
             self.segments.remove(&id);
+            self.cache.drop_segment(id);
             self.vfs
                 .remove(&segment_name(id))
                 .map_err(|e| self.poison(e))?;
@@ -851,6 +901,16 @@ impl<V: Vfs> ValueLog<V> {
             self.vfs.sync_dir().map_err(|e| self.poison(e))?;
         }
         Ok(doomed.len())
+    }
+
+    /// Segments with cached values that no longer exist (always empty: deletion drops them).
+    #[cfg(test)]
+    pub(crate) fn cached_segments_missing(&self) -> Vec<u64> {
+        let segments = self.cache.segments();
+        segments
+            .into_iter()
+            .filter(|id| !self.segments.contains_key(id))
+            .collect()
     }
 
     pub fn stats(&self) -> VlogStats {
@@ -863,6 +923,7 @@ impl<V: Vfs> ValueLog<V> {
             .map(|s| s.size.max(s.live_bytes))
             .sum();
         stats.dead_bytes = size - stats.live_bytes;
+        stats.cache = self.cache.stats();
         stats
     }
 }
@@ -896,14 +957,44 @@ fn has_records(batch: &Batch) -> bool {
     batch.bytes.len() > header
 }
 
+/// A buffer of `len` bytes for a read or a write: the kept one if it is large enough (its bytes
+/// are not zeroed again: a read overwrites all of them, a write's padding is zeroed by the
+/// caller), else a new one.
+fn take_buffer(kept: &mut Option<AlignedBuf>, len: usize) -> AlignedBuf {
+    match kept.take() {
+        Some(mut buf) if buf.capacity() >= len => {
+            buf.set_len(len);
+            buf
+        }
+        other => {
+            *kept = other;
+            AlignedBuf::zeroed(len)
+        }
+    }
+}
+
+/// Keeps `buf` for the next [`take_buffer`] if it is the larger one and at most
+/// `VLOG_IO_BUFFER_KEPT_BYTES_MAX`.
+fn keep_buffer(kept: &mut Option<AlignedBuf>, buf: AlignedBuf) {
+    if buf.capacity() > VLOG_IO_BUFFER_KEPT_BYTES_MAX {
+        return;
+    }
+    if kept
+        .as_ref()
+        .is_none_or(|old| old.capacity() < buf.capacity())
+    {
+        *kept = Some(buf);
+    }
+}
+
 /// Checks that `bytes` are the record `pointer` names for `key`, and returns its value.
-fn check_record(
-    bytes: &[u8],
+fn check_record<'a>(
+    bytes: &'a [u8],
     key: &[u8],
     pointer: &Pointer,
     path: &str,
     offset: u64,
-) -> Result<Vec<u8>, VlogError> {
+) -> Result<&'a [u8], VlogError> {
     let corrupt = |detail: String| VlogError::Corrupt {
         path: path.to_string(),
         offset,
@@ -920,7 +1011,7 @@ fn check_record(
                     String::from_utf8_lossy(key)
                 )));
             }
-            Ok(record.value.to_vec())
+            Ok(record.value)
         }
         Decoded::Padding => Err(corrupt("zero bytes where a record should be".to_string())),
         Decoded::Truncated(_) => Err(corrupt("the record runs past the bytes read".to_string())),

@@ -60,3 +60,40 @@ fn segments_roll_over_and_a_flipped_byte_is_reported_with_file_and_offset() {
         vec![5; 9_000]
     );
 }
+
+fn open_uncached(disk: &SimDisk) -> ValueLog<SimVfs> {
+    let vfs = disk.root().subdir("shard-000").expect("subdir");
+    let config = VlogConfig {
+        segment_bytes: 64 * 1024,
+        cache_bytes: 0,
+        ..VlogConfig::default()
+    };
+    let (log, _) = ValueLog::open(vfs, config, 0, SyncMode::WriteThenSync, 0).expect("open");
+    log
+}
+
+#[test]
+fn a_reused_flush_buffer_writes_zero_padding() {
+    let disk = SimDisk::new(3, FaultConfig::none());
+    let mut log = open_uncached(&disk);
+    // A long flush leaves its bytes in the kept buffer; a short one after it reuses that buffer.
+    // (The first flush, with the segment header, only opens the segment.)
+    log.append(b"k", &[0x11; 2_000], 1).expect("append");
+    log.flush_and_wait().expect("flush");
+    log.append(b"k", &[0xff; 20_000], 2).expect("append");
+    log.flush_and_wait().expect("flush");
+    let second = log.append(b"k", &[0xab; 2_000], 3).expect("append");
+    log.flush_and_wait().expect("flush");
+    let image = disk
+        .durable_image("shard-000/vlog-0000000000000001")
+        .expect("segment");
+    let end = second.offset as usize + 16 + 1 + 2_000;
+    let block_end = end.div_ceil(4096) * 4096;
+    assert_eq!(image.len(), block_end);
+    assert!(
+        image[end..].iter().all(|&b| b == 0),
+        "the padding after the last record is zero, not an earlier flush's bytes"
+    );
+    let (records, _, ended) = log.scan_segment(1, 0).expect("scan");
+    assert_eq!((records.len(), ended), (3, true));
+}
