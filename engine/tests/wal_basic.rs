@@ -197,6 +197,41 @@ fn periodic_policy_acks_at_once_and_syncs_within_the_interval() {
 }
 
 #[test]
+fn periodic_policy_waits_its_interval_after_the_flush_gate_opens() {
+    // The shard gates records behind value-log flushes; opening the gate must not force a WAL
+    // sync under `Periodic` (it used to: a gated batch was closed, and closed batches flushed).
+    let disk = SimDisk::new(16, FaultConfig::none());
+    let clock = ManualClock::new(0);
+    let mut config = small_config();
+    config.sync_policy = SyncPolicy::Periodic { interval_ms: 10 };
+    let (mut wal, _, _) = open(&disk, &clock, &config, 1).expect("open");
+    wal.append(1, b"before").expect("append");
+    wal.set_flush_gate(0);
+    let gated = wal.append(3, b"points into the value log").expect("append");
+    wal.poll().expect("poll");
+    assert_eq!(wal.stats().flushes_count, 0, "held by the gate");
+    for step in 1..=9 {
+        clock.advance_ns(1_000_000);
+        wal.set_flush_gate(Lsn::MAX);
+        wal.append(1, &[step]).expect("append");
+        wal.poll().expect("poll");
+        assert_eq!(wal.stats().flushes_count, 0, "no flush before the interval");
+    }
+    clock.advance_ns(1_000_000);
+    for _ in 0..8 {
+        wal.poll().expect("poll");
+    }
+    assert_eq!(
+        wal.durable_lsn(),
+        gated + 9,
+        "all durable once the interval elapsed"
+    );
+    // The gate split the records into the batch it held and the one after it: two flushes,
+    // not one per gate change.
+    assert_eq!(wal.stats().flushes_count, 2);
+}
+
+#[test]
 fn max_delay_holds_a_flush_until_the_oldest_record_waited() {
     let disk = SimDisk::new(7, FaultConfig::none());
     let clock = ManualClock::new(0);

@@ -54,8 +54,12 @@ struct Batch {
     last_lsn: Lsn,
     records: u64,
     oldest_ns: u64,
-    /// No more records may join (a later batch exists).
+    /// No more records may join (a later batch exists, or the flush gate held it back).
     closed: bool,
+    /// Closed because the next record did not fit: flush it without waiting for the delay.
+    /// (A batch closed only by the flush gate waits for the delay like an open one, so that
+    /// under `Periodic` value-log flushes do not turn into WAL syncs.)
+    full: bool,
     starts_segment: bool,
 }
 
@@ -282,6 +286,7 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
             if !last.closed && fits {
                 return self.staged.len() - 1;
             }
+            last.full |= !fits;
             last.closed = true;
         }
         let (seq, offset) = match self.staged.back() {
@@ -306,6 +311,7 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
                 records: 0,
                 oldest_ns: now,
                 closed: false,
+                full: false,
                 starts_segment: false,
             }
         } else {
@@ -334,6 +340,7 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
                 records: 0,
                 oldest_ns: now,
                 closed: false,
+                full: false,
                 starts_segment: true,
             }
         };
@@ -574,7 +581,7 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
         if self.gated() {
             return false;
         }
-        if front.closed || front.first_lsn <= self.flush_requested_lsn {
+        if front.full || front.first_lsn <= self.flush_requested_lsn {
             return true;
         }
         if self.staged_bytes * 2 >= self.config.buffer_bytes_max {
