@@ -3,7 +3,8 @@
 //! A page is `[header | slot array -> ... free ... <- records]`. Slots are `u16` offsets of
 //! records, kept in key order; records grow down from the end of the page. Removing a record leaves
 //! its bytes as garbage, counted in the header, and a later insert that does not fit the contiguous
-//! gap compacts the page first. The layout is specified byte by byte in docs/format.md.
+//! gap compacts the page first. An update by a record of the same size overwrites the old record
+//! in place ([`replace_record`]). The layout is specified byte by byte in docs/format.md.
 //!
 //! Invariants (checked by [`validate`] after every read and before every write):
 //! - the CRC32C at offset 0 covers every other byte of the page;
