@@ -10,7 +10,11 @@
 //! segment) built by [`build_v2`] through the shard on a fault-free simulated disk with a manual
 //! clock: inline and value-log values, expiries, an overwrite and a delete, then a clean close
 //! (whose checkpoint persists the clock calibration and the value-log head). It must open with
-//! today's code and hold its data, and building it again must give the same bytes.
+//! today's code and hold its data, and building it again must give the same bytes. Its page file
+//! was rebuilt when same-size updates began to be written in place (the overwrite of key 3 no
+//! longer leaves garbage): that changed the bytes written, not the format, and the earlier page
+//! file opened, passed `check_integrity` and held its data with the new code before it was
+//! replaced.
 //!
 //! `fixtures/v2-txn/` is a shard directory holding transaction records as they were written
 //! before transactions could carry value-log pointers (write kinds 1 and 2 only), built by

@@ -304,6 +304,37 @@ pub fn encode_response(response: &Response) -> Result<Vec<u8>, EncodeError> {
     finish(fbb)
 }
 
+/// Encodes responses one after another in one reused FlatBuffers builder: once the builder has
+/// grown to the largest response it encoded, a response costs no allocation and no copy out of
+/// a builder of its own. The builder keeps that capacity, so a server encodes only small
+/// responses this way (large ones go through [`encode_response_in_place`]).
+pub struct ResponseEncoder {
+    fbb: FlatBufferBuilder<'static>,
+}
+
+impl Default for ResponseEncoder {
+    fn default() -> Self {
+        ResponseEncoder {
+            fbb: FlatBufferBuilder::with_capacity(1024),
+        }
+    }
+}
+
+impl ResponseEncoder {
+    /// The frame of `response` (length prefix included), the same bytes as
+    /// [`encode_response`]; valid until the next call.
+    pub fn encode(&mut self, response: &Response) -> Result<&[u8], EncodeError> {
+        self.fbb.reset();
+        codec::build_response(&mut self.fbb, response, PROTOCOL_VERSION);
+        let frame = self.fbb.finished_data();
+        let payload_len = frame.len() - FRAME_PREFIX_SIZE;
+        if payload_len > FRAME_SIZE_MAX {
+            return Err(EncodeError::FrameTooLarge { len: payload_len });
+        }
+        Ok(frame)
+    }
+}
+
 /// As `encode_response`, without moving the frame to the front of its
 /// buffer: the frame is `buffer[offset..]`. A server sends a large response
 /// from there, saving a copy of its value. The buffer's length is at most

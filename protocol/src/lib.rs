@@ -43,7 +43,7 @@ pub mod generated;
 pub use client::{Client, ClientError, ClientOptions};
 pub use frame::{
     decode_request, decode_response, encode_request, encode_response, encode_response_in_place,
-    DecodeError, Decoded, EncodeError,
+    DecodeError, Decoded, EncodeError, ResponseEncoder,
 };
 pub use message::{
     Assertion, Check, CheckpointReply, CompareOp, Entry, Failure, Get, GetReply, InfoReply,

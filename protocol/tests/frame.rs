@@ -15,7 +15,8 @@ use jube_protocol::generated::jube::wire as fb;
 use jube_protocol::{
     decode_request, decode_response, encode_request, encode_response, encode_response_in_place,
     CheckpointReply, DecodeError, Decoded, EncodeError, Entry, Get, GetReply, InfoReply,
-    InfoSection, Metric, Operation, Reply, Request, Response, Scan, ScanReply, Status,
+    InfoSection, Metric, Operation, Reply, Request, Response, ResponseEncoder, Scan, ScanReply,
+    Status,
 };
 use proptest::prelude::*;
 
@@ -183,6 +184,34 @@ fn every_response_round_trips() {
         let response = Response::error(42, status, format!("failed with {status}"));
         let frame = encode_response(&response).expect("encode");
         assert_eq!(decoded_response(&frame), response);
+    }
+}
+
+/// One reused encoder, fed every response in turn (large before small, so a stale byte of an
+/// earlier, longer response would show), gives exactly `encode_response`'s bytes.
+#[test]
+fn a_reused_response_encoder_matches_encode_response() {
+    let mut encoder = ResponseEncoder::default();
+    let mut responses: Vec<Response> = every_reply()
+        .into_iter()
+        .enumerate()
+        .map(|(index, reply)| Response::ok(index as u64, reply))
+        .collect();
+    responses.push(Response::error(7, Status::NotFound, "no such key"));
+    responses.push(Response::ok(
+        8,
+        Reply::Get(GetReply {
+            value: vec![0xAB; 4000],
+            version: Some(3),
+            ttl_remaining_ms: None,
+        }),
+    ));
+    responses.push(Response::ok(9, Reply::Put));
+    for response in responses {
+        let expected = encode_response(&response).expect("encode");
+        let frame = encoder.encode(&response).expect("encode with the encoder");
+        assert_eq!(frame, expected.as_slice());
+        assert_eq!(decoded_response(frame), response);
     }
 }
 

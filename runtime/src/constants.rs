@@ -46,6 +46,10 @@ pub const MESH_QUEUE_CAPACITY: usize = 1024;
 /// Jobs queued from threads outside the runtime to one core (`Runtime::spawn_on`).
 pub const INJECT_QUEUE_CAPACITY: usize = 1024;
 
+/// The size of a transparent huge page on x86-64 and arm64 (4 KiB base pages): the alignment
+/// of the page cache arena's advice (`sys::memory`).
+pub const HUGE_PAGE_SIZE: usize = 2 << 20;
+
 /// Cores one runtime may run. Bounds the mesh to `CORES_MAX^2` queues.
 pub const CORES_MAX: usize = 64;
 

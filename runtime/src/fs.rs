@@ -548,6 +548,13 @@ impl UringFile {
 }
 
 impl Storage for UringFile {
+    fn advise_cache_memory(&self, memory: &[u8]) {
+        // Best effort: without transparent huge pages the cache works the same, just with more
+        // TLB misses.
+        let advised = crate::sys::memory::advise_huge_pages(memory);
+        tracing::debug!(path = %self.path, advised, "page cache memory advised to huge pages");
+    }
+
     fn submit(&mut self, user_data: u64, op: Op) -> Result<(), IoError> {
         self.check_tag(user_data);
         let fd: FdHandle = self.file.clone();

@@ -115,6 +115,21 @@ impl ShardOp {
         }
     }
 
+    /// The key of a Get, Put or Delete: the ops that name exactly one key.
+    pub fn single_key(&self) -> Option<&[u8]> {
+        match self {
+            ShardOp::Get { key, .. } | ShardOp::Put { key, .. } | ShardOp::Delete { key } => {
+                Some(key)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether [`ShardOp::keys`] is empty, without collecting the keys.
+    pub fn names_no_key(&self) -> bool {
+        self.single_key().is_none() && self.keys().is_empty()
+    }
+
     /// Whether the op may write (the committer is woken to start a group commit at once).
     pub fn is_write(&self) -> bool {
         matches!(

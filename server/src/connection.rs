@@ -286,8 +286,19 @@ async fn write(
 ) -> Result<(), ()> {
     let size_max = response.encoded_size_max();
     let result = if size_max <= LARGE_FRAME_SIZE_MIN {
-        if let Some((frame, offset)) = encode(context, &response) {
-            output.extend_from_slice(frame.get(offset..).unwrap_or_default());
+        // The core's reused encoder: no builder allocated per response. Encoding is synchronous,
+        // so no other task of this core can hold it meanwhile.
+        let encoded = context
+            .encoder
+            .borrow_mut()
+            .encode(&response)
+            .map(|frame| output.extend_from_slice(frame));
+        if encoded.is_err() {
+            // Only a response above a frame (impossible below the large-frame size) fails:
+            // the general path answers FrameTooLarge.
+            if let Some((frame, offset)) = encode(context, &response) {
+                output.extend_from_slice(frame.get(offset..).unwrap_or_default());
+            }
         }
         Ok(())
     } else {

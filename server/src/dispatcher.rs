@@ -45,6 +45,9 @@ pub struct Dispatcher {
     flush: Notify,
     /// Wakes the committer after a write, so that its group commit starts this tick.
     commit: Notify,
+    /// The results a local call makes ready, reused by every call (empty between calls; its
+    /// capacity is at most the deliveries of one call, itself bounded by the calls in flight).
+    delivered: RefCell<Vec<Delivery>>,
     pub metrics: Rc<CoreMetrics>,
 }
 
@@ -69,6 +72,7 @@ impl Dispatcher {
             outbox_returns: RefCell::new((0..cores).map(|_| Vec::new()).collect()),
             flush: Notify::default(),
             commit: Notify::default(),
+            delivered: RefCell::new(Vec::new()),
             metrics,
         }
     }
@@ -110,13 +114,17 @@ impl Dispatcher {
             Target::Shard(shard) => match self.shards.get(&shard) {
                 Some(worker) => {
                     let is_write = op.is_write();
-                    let delivered = worker.call(op, reply_to);
+                    // The buffer is reused from call to call; delivering only fills slots and
+                    // outboxes (wakers schedule, never run), so `execute` cannot re-enter here.
+                    let mut delivered = std::mem::take(&mut *self.delivered.borrow_mut());
+                    worker.call(op, reply_to, &mut delivered);
                     if is_write || delivered.is_empty() {
                         self.commit.notify();
                     }
-                    for delivery in delivered {
+                    for delivery in delivered.drain(..) {
                         self.deliver(delivery);
                     }
+                    *self.delivered.borrow_mut() = delivered;
                     return;
                 }
                 None => Err(Failure::new(

@@ -81,11 +81,20 @@ impl InFlight {
 
     /// Waits for every call's result and builds the response.
     pub async fn finish(self) -> Response {
-        let mut results = Vec::with_capacity(self.parts.len());
-        for part in &self.parts {
-            results.push(part.wait().await);
-        }
-        let outcome = combine(self.combine, results, self.started);
+        let outcome = match (self.parts.as_slice(), &self.combine) {
+            // The common single-key request: no Vec of results.
+            ([part], Combine::Get | Combine::Write(_)) => {
+                let result = part.wait().await;
+                combine_one(self.combine, result)
+            }
+            _ => {
+                let mut results = Vec::with_capacity(self.parts.len());
+                for part in &self.parts {
+                    results.push(part.wait().await);
+                }
+                combine(self.combine, results, self.started)
+            }
+        };
         match outcome {
             Ok(Outcome::Response(response)) => response,
             Ok(Outcome::Reply(reply)) => Response::ok(self.id, reply),
@@ -111,12 +120,14 @@ pub fn plan(
 ) -> InFlight {
     let kind = request.op.kind();
     let id = request.id;
-    let call = |key: &[u8], op| dispatcher.call(Target::Shard(shard_of(key, shard_count)), op);
+    // The shard is picked before the key moves into the op: no copy of the key per request.
+    let call = |shard: usize, op| dispatcher.call(Target::Shard(shard), op);
     let (parts, combine) = match request.op {
         Operation::Ping => (Vec::new(), Combine::Ready(Response::ok(id, Reply::Ping))),
         Operation::Get(get) => {
+            let shard = shard_of(&get.key, shard_count);
             let part = call(
-                &get.key.clone(),
+                shard,
                 ShardOp::Get {
                     key: get.key,
                     with_version: get.with_version,
@@ -126,8 +137,9 @@ pub fn plan(
             (vec![part], Combine::Get)
         }
         Operation::Put(entry) => {
+            let shard = shard_of(&entry.key, shard_count);
             let part = call(
-                &entry.key.clone(),
+                shard,
                 ShardOp::Put {
                     key: entry.key,
                     value: entry.value,
@@ -137,7 +149,7 @@ pub fn plan(
             (vec![part], Combine::Write(Reply::Put))
         }
         Operation::Delete { key } => (
-            vec![call(&key.clone(), ShardOp::Delete { key })],
+            vec![call(shard_of(&key, shard_count), ShardOp::Delete { key })],
             Combine::Write(Reply::Delete),
         ),
         Operation::MultiGet { keys } => {
@@ -249,6 +261,20 @@ fn plan_multi_put(
             dispatcher.call(Target::Shard(shard), ShardOp::MultiPut { entries })
         })
         .collect()
+}
+
+/// [`combine`] of a Get or a write with its one call's result.
+fn combine_one(combine: Combine, result: CallResult) -> Result<Outcome, Failure> {
+    let reply = match (combine, result?) {
+        (Combine::Get, CallOutput::Get(Some(reply))) => Reply::Get(reply),
+        (Combine::Get, CallOutput::Get(None)) => {
+            return Err(Failure::new(Status::NotFound, "no such key"))
+        }
+        (Combine::Get, _) => return Err(internal("Get")),
+        (Combine::Write(reply), _) => reply,
+        _ => return Err(internal("single call")),
+    };
+    Ok(Outcome::Reply(reply))
 }
 
 fn combine(

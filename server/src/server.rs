@@ -36,7 +36,7 @@ use crate::shard_worker::ShardWorker;
 use crate::sync::{race, Either, Event};
 use jube_engine::clock::{Clock, SystemClock};
 use jube_protocol::constants::{FRAME_PREFIX_SIZE, FRAME_SIZE_MAX};
-use jube_protocol::{encode_response, Response, Status};
+use jube_protocol::{encode_response, Response, ResponseEncoder, Status};
 use jube_runtime::{Mesh, Priority, Runtime, TcpListener, TcpStream};
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -76,6 +76,9 @@ pub struct CoreContext {
     pub large_input: Rc<FrameBudget>,
     /// This core's budget of bytes for large replies being sent.
     pub large_output: Rc<FrameBudget>,
+    /// Encodes the small native responses of every connection of this core, one at a time
+    /// (its builder grows to at most `LARGE_FRAME_SIZE_MIN` and stays that size).
+    pub encoder: RefCell<ResponseEncoder>,
 }
 
 thread_local! {
@@ -270,6 +273,7 @@ async fn start_core(
         shutdown: Event::new(),
         large_input,
         large_output,
+        encoder: RefCell::new(ResponseEncoder::default()),
     });
     CONTEXT.with(|slot| *slot.borrow_mut() = Some(context));
     let _ = reports.send(Report::Started { core });

@@ -119,11 +119,11 @@ impl ShardWorker {
     /// Runs `op`; returns the results that may be delivered now: its own unless it waits for its
     /// LSN to be acknowledged (see [`ShardWorker::drive`]) or for a locked key, plus those of
     /// parked calls that a Decide or Finish let run.
-    pub fn call(&self, op: ShardOp, reply_to: ReplyTo) -> Vec<Delivery> {
+    /// `ready` is the caller's buffer (appended to, never cleared), so a call allocates nothing
+    /// for its delivery.
+    pub fn call(&self, op: ShardOp, reply_to: ReplyTo, ready: &mut Vec<Delivery>) {
         self.calls.set(self.calls.get() + 1);
-        let mut ready = Vec::new();
-        self.submit(op, reply_to, self.clock.monotonic_ns(), &mut ready);
-        ready
+        self.submit(op, reply_to, self.clock.monotonic_ns(), ready);
     }
 
     /// Runs `op` unless one of its keys is locked (then parks it); appends what is ready.
@@ -142,7 +142,7 @@ impl ShardWorker {
         }
         let unlocks = matches!(op, ShardOp::DecideTxn { .. } | ShardOp::FinishTxn { .. });
         // Only scans can meet a lock without naming the key: keep a copy to park them.
-        let retry = op.keys().is_empty().then(|| op.clone());
+        let retry = op.names_no_key().then(|| op.clone());
         match self.run(op) {
             Outcome::Ready(result) => ready.push(self.counted((reply_to, result))),
             Outcome::After(lsn, result) => {
@@ -186,6 +186,10 @@ impl ShardWorker {
         let State::Open(engine) = &*state else {
             return None;
         };
+        // The common single-key op looks its key up without collecting the keys into a Vec.
+        if let Some(key) = op.single_key() {
+            return engine.lock_holder(key).is_some().then(|| key.to_vec());
+        }
         op.keys()
             .into_iter()
             .find(|key| engine.lock_holder(key).is_some())

@@ -165,6 +165,12 @@ pub trait Storage {
     /// The file's path, for error messages.
     fn path(&self) -> &str;
 
+    /// Advice, before it is first touched, about `memory`: the arena that will cache this file's
+    /// pages (large, long-lived, hit at random by every lookup). An implementation may ask the
+    /// operating system to back it with huge pages, so that a tree descent costs fewer TLB
+    /// misses; it must not change the memory's contents. Default: nothing.
+    fn advise_cache_memory(&self, _memory: &[u8]) {}
+
     /// Reads `buf.len()` bytes at `offset` and waits for them: the blocking form used by the pager
     /// on a cache miss. Returns the buffer and the number of bytes that were inside the file.
     fn read_at(&mut self, offset: u64, buf: AlignedBuf) -> Result<(AlignedBuf, usize), IoError> {

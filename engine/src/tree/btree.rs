@@ -115,23 +115,34 @@ impl<F: Storage> Tree<F> {
             self.version_last += 1;
             self.version_last
         });
-        let rec = LeafRecord {
+        // The record is encoded into the tree's reused buffer; only a split keeps it.
+        let mut rec = std::mem::take(&mut self.record_scratch);
+        LeafRecord {
             kind,
             key,
             value,
             expiry_ms,
             version,
         }
-        .encode();
+        .encode_into(&mut rec);
         let buf = self.pager.page_mut(leaf)?;
         let (inserted, index) = match page::search(buf, key) {
             Ok(index) => {
+                if page::replace_record(buf, index, &rec) {
+                    // Same size, same place: nothing moves, the page's fill is unchanged.
+                    self.record_scratch = rec;
+                    return Ok(PutOutcome {
+                        inserted: false,
+                        version,
+                    });
+                }
                 page::remove_record(buf, index);
                 (false, index)
             }
             Err(index) => (true, index),
         };
         if page::insert_record(buf, index, &rec) {
+            self.record_scratch = rec;
             if !inserted && self.height > 1 && is_underflow(buf) {
                 self.rebalance(&path)?;
             }

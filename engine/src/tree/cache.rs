@@ -184,6 +184,11 @@ impl PageCache {
         }
     }
 
+    /// Every frame's bytes, for [`crate::storage::Storage::advise_cache_memory`].
+    pub fn arena(&self) -> &[u8] {
+        &self.arena
+    }
+
     pub fn len(&self) -> usize {
         self.table.len
     }

@@ -80,6 +80,9 @@ pub struct Tree<F: Storage> {
     version_last: u64,
     /// Structural counters (splits, merges, ...) kept by the tree code, merged into `stats()`.
     counters: TreeStats,
+    /// The encoded leaf record of the running put, reused from put to put (no allocation per
+    /// put); at most one record's bytes.
+    record_scratch: Vec<u8>,
 }
 
 impl<F: Storage> Tree<F> {
@@ -123,6 +126,7 @@ impl<F: Storage> Tree<F> {
             key_count: 0,
             version_last: 0,
             counters: TreeStats::default(),
+            record_scratch: Vec::new(),
         })
     }
 
@@ -168,6 +172,7 @@ impl<F: Storage> Tree<F> {
             key_count: sb.key_count,
             version_last: sb.version_last,
             counters: TreeStats::default(),
+            record_scratch: Vec::new(),
         };
         let reachable = tree.reachable_pages()?;
         tree.pager.set_reachable(&reachable);

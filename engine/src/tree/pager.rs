@@ -66,10 +66,12 @@ impl<F: Storage> Pager<F> {
             durable.page_size as usize, config.page_size,
             "page size checked by caller"
         );
+        let cache = PageCache::new(config.cache_pages(), config.page_size);
+        file.advise_cache_memory(cache.arena());
         Pager {
             file,
             page_size: config.page_size,
-            cache: PageCache::new(config.cache_pages(), config.page_size),
+            cache,
             page_count: durable.page_count,
             free: BTreeSet::new(),
             epoch_allocated: PageIdSet::default(),

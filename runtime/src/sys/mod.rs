@@ -10,5 +10,6 @@
 pub mod buf_ring;
 pub mod fd;
 pub mod file;
+pub mod memory;
 pub mod ring;
 pub mod socket;

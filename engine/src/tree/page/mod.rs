@@ -3,7 +3,8 @@
 //! A page is `[header | slot array -> ... free ... <- records]`. Slots are `u16` offsets of
 //! records, kept in key order; records grow down from the end of the page. Removing a record leaves
 //! its bytes as garbage, counted in the header, and a later insert that does not fit the contiguous
-//! gap compacts the page first. The layout is specified byte by byte in docs/format.md.
+//! gap compacts the page first. An update by a record of the same size overwrites the old record
+//! in place ([`replace_record`]). The layout is specified byte by byte in docs/format.md.
 //!
 //! Invariants (checked by [`validate`] after every read and before every write):
 //! - the CRC32C at offset 0 covers every other byte of the page;
@@ -275,6 +276,26 @@ pub fn insert_record(buf: &mut [u8], index: usize, rec: &[u8]) -> bool {
     true
 }
 
+/// Overwrites record `index` with `rec` where it lies, if both have the same size (an update of
+/// a key with a value of the same length: the common case of a cache or counter workload).
+/// Returns false, leaving the page unchanged, if the sizes differ. The caller keeps key order:
+/// `rec` holds the same key as the record it replaces.
+pub fn replace_record(buf: &mut [u8], index: usize, rec: &[u8]) -> bool {
+    let n = count(buf);
+    assert!(index < n, "replace index {index} past count {n}");
+    let at = slot(buf, index);
+    if record_size_at(buf, at) != rec.len() {
+        return false;
+    }
+    debug_assert_eq!(
+        record_key(page_type(buf), rec),
+        key_at(buf, is_leaf(buf), index),
+        "a replacing record keeps the key"
+    );
+    buf[at..at + rec.len()].copy_from_slice(rec);
+    true
+}
+
 /// Removes record `index`; its bytes become garbage until the next compaction.
 pub fn remove_record(buf: &mut [u8], index: usize) {
     let n = count(buf);
@@ -308,16 +329,17 @@ pub fn remove_record(buf: &mut [u8], index: usize) {
 
 /// Rewrites the page with the same records and no garbage.
 fn compact(buf: &mut [u8]) {
-    let records: Vec<Vec<u8>> = (0..count(buf)).map(|i| record(buf, i).to_vec()).collect();
-    let child0 = get_u64(buf, off::CHILD0);
-    let (page_type, level, id) = (page_type(buf), level(buf), page_id(buf));
+    // One copy of the page to rebuild from, not one allocation per record.
+    let before = buf.to_vec();
+    let child0 = get_u64(&before, off::CHILD0);
+    let (page_type, level, id) = (page_type(&before), level(&before), page_id(&before));
     rebuild(
         buf,
         page_type,
         level,
         id,
         child0,
-        records.iter().map(Vec::as_slice),
+        (0..count(&before)).map(|index| record(&before, index)),
     );
 }
 
@@ -410,7 +432,17 @@ pub struct LeafRecord<'a> {
 
 impl LeafRecord<'_> {
     pub fn encode(&self) -> Vec<u8> {
-        let mut rec = vec![0u8; LEAF_RECORD_HEADER_SIZE];
+        let mut rec = Vec::new();
+        self.encode_into(&mut rec);
+        rec
+    }
+
+    /// Encodes the record into `rec`, replacing what it held (the tree reuses one buffer for
+    /// every put instead of allocating a record per put).
+    pub fn encode_into(&self, rec: &mut Vec<u8>) {
+        rec.clear();
+        rec.reserve(LEAF_RECORD_HEADER_SIZE + self.key.len() + self.value.len());
+        rec.resize(LEAF_RECORD_HEADER_SIZE, 0);
         assert!(
             self.kind == VALUE_KIND_INLINE
                 || (self.kind == VALUE_KIND_POINTER && self.value.len() == VLOG_POINTER_SIZE),
@@ -420,20 +452,19 @@ impl LeafRecord<'_> {
         );
         rec[0] = self.kind;
         put_u16(
-            &mut rec,
+            rec,
             2,
             u16::try_from(self.key.len()).expect("key length checked"),
         );
         put_u32(
-            &mut rec,
+            rec,
             4,
             u32::try_from(self.value.len()).expect("value length checked"),
         );
-        put_u64(&mut rec, 8, self.expiry_ms);
-        put_u64(&mut rec, 16, self.version);
+        put_u64(rec, 8, self.expiry_ms);
+        put_u64(rec, 16, self.version);
         rec.extend_from_slice(self.key);
         rec.extend_from_slice(self.value);
-        rec
     }
 
     /// Parses a record that [`validate`] has accepted.

@@ -191,3 +191,55 @@ proptest::proptest! {
         proptest::prop_assert_eq!(compare_keys(&a, &a), std::cmp::Ordering::Equal);
     }
 }
+
+#[test]
+fn a_same_size_record_is_replaced_in_place_and_another_size_is_refused() {
+    let mut buf = leaf_with(&[b"a", b"b", b"c"]);
+    let heap_before = heap_start(&buf);
+    let same = LeafRecord {
+        kind: VALUE_KIND_INLINE,
+        key: b"b",
+        value: b"VALUE",
+        expiry_ms: 9,
+        version: 200,
+    }
+    .encode();
+    assert!(replace_record(&mut buf, 1, &same));
+    assert_eq!(heap_start(&buf), heap_before, "nothing moved");
+    assert_eq!(garbage(&buf), 0, "no garbage left behind");
+    seal(&mut buf);
+    assert_eq!(validate(&buf, 7), Ok(()));
+    let rec = leaf_record(&buf, 1);
+    assert_eq!(
+        (rec.key, rec.value, rec.expiry_ms, rec.version),
+        (&b"b"[..], &b"VALUE"[..], 9, 200)
+    );
+    assert_eq!(leaf_record(&buf, 0).value, b"value");
+    assert_eq!(leaf_record(&buf, 2).value, b"value");
+    let longer = LeafRecord {
+        kind: VALUE_KIND_INLINE,
+        key: b"b",
+        value: b"longer value",
+        expiry_ms: 0,
+        version: 201,
+    }
+    .encode();
+    let before = buf.clone();
+    assert!(!replace_record(&mut buf, 1, &longer));
+    assert_eq!(buf, before, "a refused replace leaves the page unchanged");
+}
+
+#[test]
+fn compaction_keeps_every_record_and_reclaims_garbage() {
+    let mut buf = leaf_with(&[b"a", b"b", b"c", b"d"]);
+    remove_record(&mut buf, 1);
+    remove_record(&mut buf, 1);
+    assert!(garbage(&buf) > 0);
+    compact(&mut buf);
+    assert_eq!(garbage(&buf), 0);
+    assert_eq!(count(&buf), 2);
+    seal(&mut buf);
+    assert_eq!(validate(&buf, 7), Ok(()));
+    assert_eq!(leaf_record(&buf, 0).key, b"a");
+    assert_eq!(leaf_record(&buf, 1).key, b"d");
+}
