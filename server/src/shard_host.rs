@@ -400,6 +400,7 @@ fn stats_metrics(stats: &ShardStats) -> Vec<(String, u64)> {
         ("wal_flushes", wal.flushes_count),
         ("wal_syncs", wal.syncs_count),
         ("wal_rollovers", wal.rollovers_count),
+        ("wal_rollover_stalls", wal.rollover_stalls),
         ("wal_busy_rejections", wal.busy_rejections),
         ("records_per_sync", records_per_sync),
         ("durable_lsn", wal.durable_lsn),

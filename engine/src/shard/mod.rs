@@ -75,7 +75,10 @@ pub struct ShardConfig {
     /// the value log.
     pub tree: TreeConfig,
     pub wal: WalConfig,
-    /// A checkpoint starts once this many WAL bytes were appended since the last one started.
+    /// A checkpoint starts once this many WAL bytes were appended since the last one started,
+    /// counted as records or as bytes written to the log's segments (padding included),
+    /// whichever is more: small flushes under `sync = none` pad each record to a block, and the
+    /// segments they fill are released only by a checkpoint.
     pub checkpoint_wal_bytes: u64,
     /// ...or once the tree's dirty pages reach this many bytes.
     pub checkpoint_dirty_bytes: u64,
@@ -272,6 +275,8 @@ pub struct Shard<V: Vfs + Clone> {
     checkpoint: Option<RunningCheckpoint>,
     checkpoint_requested: bool,
     wal_bytes_since_checkpoint: u64,
+    /// `Wal::bytes_written` when the last checkpoint started.
+    wal_disk_bytes_at_checkpoint: u64,
     last_checkpoint_started_ns: u64,
     failed: Option<ShardError>,
     scratch: Vec<u8>,
@@ -377,6 +382,7 @@ impl<V: Vfs + Clone> Shard<V> {
             checkpoint: None,
             checkpoint_requested: false,
             wal_bytes_since_checkpoint: 0,
+            wal_disk_bytes_at_checkpoint: 0,
             last_checkpoint_started_ns: now,
             failed: None,
             scratch: Vec::new(),
@@ -738,7 +744,9 @@ impl<V: Vfs + Clone> Shard<V> {
             return false;
         }
         let interval_ns = self.config.checkpoint_interval_ms.saturating_mul(1_000_000);
-        self.wal_bytes_since_checkpoint >= self.config.checkpoint_wal_bytes
+        let disk_bytes =
+            (self.wal.bytes_written()).saturating_sub(self.wal_disk_bytes_at_checkpoint);
+        self.wal_bytes_since_checkpoint.max(disk_bytes) >= self.config.checkpoint_wal_bytes
             || self.tree.stats().dirty_bytes >= self.config.checkpoint_dirty_bytes
             || now_ns.saturating_sub(self.last_checkpoint_started_ns) >= interval_ns
     }
@@ -760,6 +768,7 @@ impl<V: Vfs + Clone> Shard<V> {
         });
         self.checkpoint_requested = false;
         self.wal_bytes_since_checkpoint = 0;
+        self.wal_disk_bytes_at_checkpoint = self.wal.bytes_written();
         self.last_checkpoint_started_ns = now;
         tracing::debug!(shard = self.config.shard_id(), lsn, "checkpoint started");
         // The superblock may only name LSNs the log holds durably: ask for a flush now rather

@@ -705,6 +705,34 @@ fn a_thousand_writers_share_few_syncs() {
 }
 
 #[test]
+fn padded_small_flushes_count_toward_the_checkpoint_trigger() {
+    // Under `sync = none` every poll flushes what is staged, often one small record padded to a
+    // 4 KiB block: the log's segments fill ~20x faster than its record bytes grow, and only a
+    // checkpoint lets them be released. The trigger counts the bytes written to segments.
+    let disk = SimDisk::new(17, FaultConfig::none());
+    let mut config = ShardConfig::new(0);
+    config.wal.sync_policy = crate::wal::SyncPolicy::None;
+    config.checkpoint_wal_bytes = 256 * 1024;
+    config.checkpoint_dirty_bytes = u64::MAX;
+    config.checkpoint_interval_ms = u64::MAX;
+    let mut shard = open_fresh(&disk, config);
+    for i in 0..100u32 {
+        shard
+            .put(format!("key{i:04}").as_bytes(), b"v", 0)
+            .expect("put");
+        shard.poll().expect("poll");
+    }
+    // ~100 records of ~40 bytes (4 KB of records), in ~100 padded flushes (400 KB of log).
+    let stats = shard.stats();
+    assert!(stats.wal.bytes_written >= 256 * 1024, "{:?}", stats.wal);
+    assert!(
+        stats.checkpoints >= 1,
+        "no checkpoint after {} bytes of log",
+        stats.wal.bytes_written
+    );
+}
+
+#[test]
 fn reads_of_unacknowledged_writes_wait_for_their_lsn() {
     let disk = SimDisk::new(2, FaultConfig::none());
     let mut shard = open_fresh(&disk, ShardConfig::new(0));

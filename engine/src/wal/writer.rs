@@ -769,6 +769,12 @@ impl<V: Vfs, C: Clock> Wal<V, C> {
         self.flight.is_some() || matches!(self.spare, Spare::Filling { .. } | Spare::Syncing { .. })
     }
 
+    /// Bytes written to segments so far, padding and segment headers included (what the log
+    /// takes on disk, which a checkpoint lets it release). Cheaper than `stats()`.
+    pub fn bytes_written(&self) -> u64 {
+        self.stats.bytes_written
+    }
+
     /// The LSN the next append will get.
     pub fn next_lsn(&self) -> Lsn {
         self.next_lsn
