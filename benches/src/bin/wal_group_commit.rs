@@ -28,7 +28,7 @@ use clap::Parser;
 use jube_engine::clock::SystemClock;
 use jube_engine::storage::file::FileVfs;
 use jube_engine::storage::{AlignedBuf, OpenMode, Storage, Vfs, IO_ALIGN};
-use jube_engine::wal::{Wal, WalConfig};
+use jube_engine::wal::{SyncMode, Wal, WalConfig};
 use jube_runtime::UringVfs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -57,6 +57,10 @@ struct Args {
     /// Which Vfs to drive the WAL through: file, uring, or both (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = [String::from("file"), String::from("uring")])]
     vfs: Vec<String>,
+    /// How the WAL makes a flush durable: `write-then-sync` (the default: a write, then an
+    /// fdatasync) or `dsync` (one RWF_DSYNC write). The raw loop is write + fdatasync either way.
+    #[arg(long, default_value = "write-then-sync")]
+    sync_mode: String,
 }
 
 struct WalRun {
@@ -167,10 +171,19 @@ fn measure<V: Vfs>(
     poll_every: Option<u64>,
     args: &Args,
 ) {
-    let (mut wal, _) =
-        Wal::open(vfs, SystemClock::new(), WalConfig::new(0), 1, |_| Ok(())).expect("open");
+    let mut config = WalConfig::new(0);
+    config.sync_mode = match args.sync_mode.as_str() {
+        "write-then-sync" => SyncMode::WriteThenSync,
+        "dsync" => SyncMode::WriteDsync,
+        other => {
+            eprintln!("unknown --sync-mode {other}: expected write-then-sync or dsync");
+            std::process::exit(2);
+        }
+    };
+    let (mut wal, _) = Wal::open(vfs, SystemClock::new(), config, 1, |_| Ok(())).expect("open");
     println!(
-        "\n{name}: {} s per run, {} repeats, {RECORD_BYTES}-byte records, raw O_DIRECT: {}",
+        "\n{name}, sync mode {}: {} s per run, {} repeats, {RECORD_BYTES}-byte records, raw O_DIRECT: {}",
+        args.sync_mode,
         args.secs,
         args.repeats,
         raw.is_direct()
