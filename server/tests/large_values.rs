@@ -58,16 +58,6 @@ fn read_response(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Response {
     }
 }
 
-fn info_metric(server: &Server, name: &str) -> u64 {
-    let info = server.client().info().expect("info");
-    info.sections
-        .iter()
-        .find(|section| section.name == "total")
-        .and_then(|section| section.metrics.iter().find(|metric| metric.name == name))
-        .unwrap_or_else(|| panic!("INFO has no {name}"))
-        .value
-}
-
 #[test]
 fn the_largest_value_round_trips_through_the_native_client() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -303,7 +293,7 @@ fn announce(server: &Server, frames: &[Vec<u8>], head: usize) -> Vec<TcpStream> 
 fn wait_for_metric(server: &Server, name: &str, at_least: u64) -> u64 {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let value = info_metric(server, name);
+        let value = server.info_metric(name);
         if value >= at_least || Instant::now() > deadline {
             return value;
         }
@@ -337,7 +327,7 @@ fn many_large_requests_at_once_wait_for_the_core_budget() {
         "{waits} waits with {} frames of {frame_size} bytes and room for {fit}",
         frames.len()
     );
-    let reserved = info_metric(&server, "large_frames.input_bytes");
+    let reserved = server.info_metric("large_frames.input_bytes");
     assert!(
         reserved <= LARGE_INPUT_BYTES_PER_CORE_MAX as u64,
         "{reserved}"
@@ -359,12 +349,12 @@ fn many_large_requests_at_once_wait_for_the_core_budget() {
         assert_eq!(response.request_id, index as u64 + 1);
         assert_eq!(response.status(), Status::KeyTooLarge, "{response:?}");
     }
-    let peak = info_metric(&server, "large_frames.input_bytes_core_peak");
+    let peak = server.info_metric("large_frames.input_bytes_core_peak");
     assert!(
         peak <= LARGE_INPUT_BYTES_PER_CORE_MAX as u64 && peak >= (fit * frame_size) as u64,
         "peak {peak}"
     );
-    assert_eq!(info_metric(&server, "large_frames.input_bytes"), 0);
+    assert_eq!(server.info_metric("large_frames.input_bytes"), 0);
 }
 
 #[test]
@@ -397,7 +387,7 @@ fn many_large_replies_at_once_wait_for_the_core_budget() {
         waits >= (count - fit) as u64,
         "{waits} waits, room for {fit}"
     );
-    let reserved = info_metric(&server, "large_frames.output_bytes");
+    let reserved = server.info_metric("large_frames.output_bytes");
     assert!(
         reserved <= LARGE_OUTPUT_BYTES_PER_CORE_MAX as u64,
         "{reserved}"
@@ -412,7 +402,7 @@ fn many_large_replies_at_once_wait_for_the_core_budget() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    let peak = info_metric(&server, "large_frames.output_bytes_core_peak");
+    let peak = server.info_metric("large_frames.output_bytes_core_peak");
     assert!(
         peak <= LARGE_OUTPUT_BYTES_PER_CORE_MAX as u64,
         "peak {peak}"

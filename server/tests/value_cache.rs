@@ -15,16 +15,6 @@ fn value(size: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-fn info_metric(server: &Server, name: &str) -> u64 {
-    let info = server.client().info().expect("info");
-    info.sections
-        .iter()
-        .find(|section| section.name == "total")
-        .and_then(|section| section.metrics.iter().find(|metric| metric.name == name))
-        .unwrap_or_else(|| panic!("INFO has no {name}"))
-        .value
-}
-
 /// Puts three 64 KiB values and reads each twice; returns (hits, misses) from INFO.
 fn put_and_get_twice(server: &Server) -> (u64, u64) {
     let mut client = server.client();
@@ -40,8 +30,8 @@ fn put_and_get_twice(server: &Server) -> (u64, u64) {
         }
     }
     (
-        info_metric(server, "vlog_cache_hits"),
-        info_metric(server, "vlog_cache_misses"),
+        server.info_metric("vlog_cache_hits"),
+        server.info_metric("vlog_cache_misses"),
     )
 }
 
@@ -50,8 +40,8 @@ fn gets_of_large_values_hit_the_value_cache_and_a_zero_size_turns_it_off() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path(), &[]);
     assert_eq!(put_and_get_twice(&server), (6, 0), "filled by the puts");
-    assert!(info_metric(&server, "vlog_cache_bytes") > 3 * 65_536);
-    assert_eq!(info_metric(&server, "vlog_cache_entries"), 3);
+    assert!(server.info_metric("vlog_cache_bytes") > 3 * 65_536);
+    assert_eq!(server.info_metric("vlog_cache_entries"), 3);
     drop(server);
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -63,5 +53,5 @@ fn gets_of_large_values_hit_the_value_cache_and_a_zero_size_turns_it_off() {
         (0, 6),
         "no cache: every GET reads"
     );
-    assert_eq!(info_metric(&server, "vlog_cache_bytes"), 0);
+    assert_eq!(server.info_metric("vlog_cache_bytes"), 0);
 }

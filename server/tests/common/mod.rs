@@ -117,6 +117,17 @@ impl Server {
         Client::connect_with(self.addr, &options).expect("connect to jubed")
     }
 
+    /// The value of metric `name` in INFO's `total` section.
+    pub fn info_metric(&self, name: &str) -> u64 {
+        let info = self.client().info().expect("info");
+        info.sections
+            .iter()
+            .find(|section| section.name == "total")
+            .and_then(|section| section.metrics.iter().find(|metric| metric.name == name))
+            .unwrap_or_else(|| panic!("INFO has no {name}"))
+            .value
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }
