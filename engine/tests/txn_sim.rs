@@ -60,7 +60,7 @@ use jube_engine::txn::{
     Assertion, AssertionKind, Compare, Coordinator, Feedback, OpKind, OpOutput, Step, TxnFailure,
     TxnId, TxnOp, TxnOutcome, TxnPart, TxnReply,
 };
-use jube_engine::wal::Lsn;
+use jube_engine::wal::{Lsn, SyncMode};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -112,8 +112,9 @@ fn key(shard: u32, name: &str) -> Vec<u8> {
     format!("s{shard}:{name}").into_bytes()
 }
 
-fn config(shard_id: u32) -> ShardConfig {
+fn config(shard_id: u32, sync_mode: SyncMode) -> ShardConfig {
     let mut config = ShardConfig::new(shard_id);
+    config.wal.sync_mode = sync_mode;
     config.tree = TreeConfig {
         page_size: 4096,
         cache_bytes: 8 * 4096,
@@ -281,6 +282,15 @@ impl Sim {
         sim
     }
 
+    /// Half the seeds flush with one RWF_DSYNC write, half write then sync.
+    fn sync_mode(&self) -> SyncMode {
+        if self.seed.is_multiple_of(2) {
+            SyncMode::WriteDsync
+        } else {
+            SyncMode::WriteThenSync
+        }
+    }
+
     fn open_all(&mut self) -> Result<(), ShardError> {
         self.workers.clear();
         for shard_id in 0..self.shard_count {
@@ -292,7 +302,7 @@ impl Sim {
                     detail: e.to_string(),
                 })?;
             let clock: Rc<dyn Clock> = Rc::new(self.clock.clone());
-            let (shard, report) = Shard::open(vfs, config(shard_id), clock)?;
+            let (shard, report) = Shard::open(vfs, config(shard_id, self.sync_mode()), clock)?;
             self.trace(format!(
                 "opened shard {shard_id}: checkpoint {} wal {:?} in doubt {:?} decisions {:?}",
                 report.checkpoint_lsn,

@@ -286,18 +286,26 @@ fn a_failed_write_poisons_the_wal() {
 
 #[test]
 fn a_failed_sync_poisons_the_wal() {
-    let disk = SimDisk::new(9, FaultConfig::none());
-    let clock = ManualClock::new(0);
-    let config = small_config();
-    let (mut wal, _, _) = open(&disk, &clock, &config, 1).expect("open");
-    disk.set_faults(FaultConfig {
-        sync_eio_ppm: 1_000_000,
-        ..FaultConfig::none()
-    });
-    wal.append(1, b"x").expect("buffered");
-    assert!(matches!(wal.flush_and_wait(), Err(WalError::Poisoned(_))));
-    assert_eq!(wal.durable_lsn(), 0);
-    assert!(wal.poisoned().is_some());
+    // Both ways a flush is made durable: the SyncData after a write, and RWF_DSYNC's own flush.
+    for sync_mode in [SyncMode::WriteThenSync, SyncMode::WriteDsync] {
+        let disk = SimDisk::new(9, FaultConfig::none());
+        let clock = ManualClock::new(0);
+        let mut config = small_config();
+        config.sync_mode = sync_mode;
+        let (mut wal, _, _) = open(&disk, &clock, &config, 1).expect("open");
+        disk.set_faults(FaultConfig {
+            sync_eio_ppm: 1_000_000,
+            ..FaultConfig::none()
+        });
+        wal.append(1, b"x").expect("buffered");
+        assert!(
+            matches!(wal.flush_and_wait(), Err(WalError::Poisoned(_))),
+            "{sync_mode:?}"
+        );
+        assert_eq!(wal.durable_lsn(), 0, "{sync_mode:?}");
+        assert!(wal.poisoned().is_some(), "{sync_mode:?}");
+        assert_eq!(disk.stats().injected_sync_errors, 1, "{sync_mode:?}");
+    }
 }
 
 #[test]

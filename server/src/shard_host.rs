@@ -12,7 +12,7 @@
 //! the offline functions; an engine error is never a panic: it becomes a [`StoreError`] with the
 //! engine's message and the status the protocol documents for it.
 
-use crate::config::{Config, SyncPolicy};
+use crate::config::{Config, SyncMethod, SyncPolicy};
 use jube_engine::clock::Clock;
 use jube_engine::manifest::Manifest;
 use jube_engine::shard::datadir::{prepare, shard_dir_name};
@@ -222,6 +222,10 @@ pub fn shard_config(shard_id: u32, page_size: usize, config: &Config) -> ShardCo
             jube_engine::shard::SyncPolicy::Periodic { interval_ms }
         }
         SyncPolicy::None => jube_engine::shard::SyncPolicy::None,
+    };
+    shard.wal.sync_mode = match storage.sync_method {
+        SyncMethod::Dsync => jube_engine::shard::SyncMode::WriteDsync,
+        SyncMethod::Fdatasync => jube_engine::shard::SyncMode::WriteThenSync,
     };
     shard.checkpoint_wal_bytes = storage.checkpoint_wal_bytes;
     shard.checkpoint_interval_ms = storage.checkpoint_interval_ms;

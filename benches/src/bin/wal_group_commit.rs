@@ -14,23 +14,28 @@
 //! appends and I/O cannot overlap. With `UringVfs` the loop polls after every
 //! `POLL_EVERY_APPENDS` appends, as a shard's core polls its WAL between requests: a flush starts
 //! as soon as the disk is idle and the records appended meanwhile form the next batch, so appends
-//! overlap the write and sync in flight. When every writer waits, the loop sleeps in
-//! `Wal::wait_one` until the flush in flight advances (an idle core parks on its ring).
+//! overlap the write and sync in flight. When every writer waits, the loop does what an idle
+//! core of the runtime does: it polls for `IDLE_SPIN` (50 us), then sleeps in `Wal::wait_one`
+//! until the flush in flight advances.
 //!
 //! Segments are released as soon as they are durable (as if checkpoints kept up), so rollover
 //! recycles files; the first rollovers still zero-fill new ones.
 //!
 //! Usage: `cargo run --release -p jube-benches --bin wal_group_commit -- [--secs S] [--repeats N]
-//! [--dir DIR] [--vfs file,uring]` (defaults: 2 s per measurement, 3 repeats, /tmp, both).
+//! [--dir DIR] [--vfs file,uring] [--sync-mode dsync|write-then-sync] [--ring-raw]
+//! [--writers 1,16,256,4096]` (defaults:
+//! 2 s per measurement, 3 repeats, /tmp, both, dsync; `--ring-raw` adds a raw loop of
+//! one RWF_DSYNC write at a time through io_uring, the ceiling of a flush through the ring).
 //! No assertions on timing: a benchmark is not a test.
 
 use clap::Parser;
 use jube_engine::clock::SystemClock;
 use jube_engine::storage::file::FileVfs;
-use jube_engine::storage::{AlignedBuf, OpenMode, Storage, Vfs, IO_ALIGN};
+use jube_engine::storage::{AlignedBuf, Op, OpenMode, Storage, Vfs, IO_ALIGN};
 use jube_engine::wal::{SyncMode, Wal, WalConfig};
+use jube_runtime::constants::IDLE_SPIN;
 use jube_runtime::UringVfs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 const WRITERS: [u64; 4] = [1, 16, 256, 4096];
@@ -57,10 +62,19 @@ struct Args {
     /// Which Vfs to drive the WAL through: file, uring, or both (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = [String::from("file"), String::from("uring")])]
     vfs: Vec<String>,
-    /// How the WAL makes a flush durable: `write-then-sync` (the default: a write, then an
-    /// fdatasync) or `dsync` (one RWF_DSYNC write). The raw loop is write + fdatasync either way.
-    #[arg(long, default_value = "write-then-sync")]
+    /// How the WAL makes a flush durable: `dsync` (the default, as in jubed: one RWF_DSYNC
+    /// write) or `write-then-sync` (a write, then an fdatasync). The raw loop is write +
+    /// fdatasync either way.
+    #[arg(long, default_value = "dsync")]
     sync_mode: String,
+    /// Also measure, alternating with the others, a raw loop of one RWF_DSYNC write at a time
+    /// through io_uring at the same size: the ceiling of a flush through the ring, which tells
+    /// the WAL's own cost from the kernel path's.
+    #[arg(long)]
+    ring_raw: bool,
+    /// Writer counts to measure (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = WRITERS)]
+    writers: Vec<u64>,
 }
 
 struct WalRun {
@@ -96,9 +110,18 @@ fn run_wal<V: Vfs>(
             && wal.next_lsn() - 1 - wal.ack_lsn() >= writers
             && wal.io_in_flight()
         {
-            // Every writer waits for the flush in flight: sleep on the ring like an idle core.
-            wal.wait_one().expect("wait");
-            wal.poll().expect("poll");
+            // Every writer waits for the flush in flight: do what an idle core of the runtime
+            // does, spin on the ring for `IDLE_SPIN`, then sleep in it.
+            let acked = wal.ack_lsn();
+            let spin_until = Instant::now() + IDLE_SPIN;
+            while wal.ack_lsn() == acked && wal.io_in_flight() && Instant::now() < spin_until {
+                std::hint::spin_loop();
+                wal.poll().expect("poll");
+            }
+            if wal.ack_lsn() == acked && wal.io_in_flight() {
+                wal.wait_one().expect("wait");
+                wal.poll().expect("poll");
+            }
         }
         if wal.durable_lsn() > 0 && wal.stats().segments_count > 2 {
             // A shard whose checkpoints keep up releases segments once they are durable, so
@@ -142,6 +165,28 @@ fn run_raw(file: &mut impl Storage, write_bytes: usize, secs: f64) -> (f64, f64)
     )
 }
 
+/// One RWF_DSYNC write at a time through io_uring over a preallocated file: bytes/s.
+fn run_raw_ring(file: &mut impl Storage, write_bytes: usize, secs: f64) -> f64 {
+    let mut buf = AlignedBuf::zeroed(write_bytes);
+    let mut offset = 0u64;
+    let mut count = 0u64;
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(secs);
+    while Instant::now() < deadline {
+        if offset + write_bytes as u64 > RAW_FILE_BYTES {
+            offset = 0;
+        }
+        file.submit(1, Op::WriteDsync { offset, buf })
+            .expect("ring raw write");
+        let completion = file.wait(1);
+        completion.result.expect("ring raw write");
+        buf = completion.buf.expect("a write returns its buffer");
+        offset += write_bytes as u64;
+        count += 1;
+    }
+    (count * write_bytes as u64) as f64 / started.elapsed().as_secs_f64()
+}
+
 fn median_spread(mut values: Vec<f64>) -> (f64, f64) {
     values.sort_by(f64::total_cmp);
     let median = values[values.len() / 2];
@@ -149,9 +194,8 @@ fn median_spread(mut values: Vec<f64>) -> (f64, f64) {
     (median, spread)
 }
 
-/// A preallocated, written and synced file for the raw loop.
-fn raw_file(dir: &Path) -> <FileVfs as Vfs>::File {
-    let mut raw_vfs = FileVfs::open(dir, true).expect("raw directory");
+/// A preallocated, written and synced file for a raw loop.
+fn raw_file<V: Vfs>(mut raw_vfs: V) -> V::File {
     let mut raw = raw_vfs.open("raw", OpenMode::CreateNew).expect("raw file");
     let mut chunk = Some(AlignedBuf::zeroed(1024 * 1024));
     for offset in (0..RAW_FILE_BYTES).step_by(1024 * 1024) {
@@ -168,6 +212,7 @@ fn measure<V: Vfs>(
     name: &str,
     vfs: V,
     raw: &mut <FileVfs as Vfs>::File,
+    mut ring_raw: Option<&mut <UringVfs as Vfs>::File>,
     poll_every: Option<u64>,
     args: &Args,
 ) {
@@ -189,11 +234,20 @@ fn measure<V: Vfs>(
         raw.is_direct()
     );
     run_wal(&mut wal, 16, poll_every, 0.3); // warm-up; lets the spare segment finish preallocating
-    println!("| writers in flight | durable appends/s (spread) | records/sync | WAL bytes/sync | WAL MB/s | raw syncs/s at that size | raw MB/s (spread) | WAL % of raw |");
-    println!("|---|---|---|---|---|---|---|---|");
-    for writers in WRITERS {
+    let ring_header = if ring_raw.is_some() {
+        (
+            " ring RWF_DSYNC raw MB/s (spread) | WAL % of ring raw |",
+            "---|---|",
+        )
+    } else {
+        ("", "")
+    };
+    println!("| writers in flight | durable appends/s (spread) | records/sync | WAL bytes/sync | WAL MB/s | raw syncs/s at that size | raw MB/s (spread) | WAL % of raw |{}", ring_header.0);
+    println!("|---|---|---|---|---|---|---|---|{}", ring_header.1);
+    for &writers in &args.writers {
         let (mut appends, mut per_sync, mut bytes_sync, mut wal_mbs, mut raw_syncs, mut raw_mbs) =
             (vec![], vec![], vec![], vec![], vec![], vec![]);
+        let mut ring_mbs = vec![];
         for _ in 0..args.repeats {
             let run = run_wal(&mut wal, writers, poll_every, args.secs);
             let size =
@@ -205,6 +259,9 @@ fn measure<V: Vfs>(
             wal_mbs.push(run.disk_bytes_per_s / 1e6);
             raw_syncs.push(syncs);
             raw_mbs.push(bytes / 1e6);
+            if let Some(ring) = ring_raw.as_deref_mut() {
+                ring_mbs.push(run_raw_ring(ring, size, args.secs) / 1e6);
+            }
             wal.release_below(wal.durable_lsn()).expect("release");
         }
         let ratio: Vec<f64> = wal_mbs
@@ -212,6 +269,18 @@ fn measure<V: Vfs>(
             .zip(&raw_mbs)
             .map(|(w, r)| w / r * 100.0)
             .collect();
+        let ring_cells = if ring_mbs.is_empty() {
+            String::new()
+        } else {
+            let ring_ratio: Vec<f64> = wal_mbs
+                .iter()
+                .zip(&ring_mbs)
+                .map(|(w, r)| w / r * 100.0)
+                .collect();
+            let (g, g_spread) = median_spread(ring_mbs);
+            let (gpct, _) = median_spread(ring_ratio);
+            format!(" {g:.1} ({g_spread:.0}%) | {gpct:.0}% |")
+        };
         let (a, a_spread) = median_spread(appends);
         let (p, _) = median_spread(per_sync);
         let (b, _) = median_spread(bytes_sync);
@@ -219,7 +288,7 @@ fn measure<V: Vfs>(
         let (rs, _) = median_spread(raw_syncs);
         let (r, r_spread) = median_spread(raw_mbs);
         let (pct, _) = median_spread(ratio);
-        println!("| {writers} | {a:.0} ({a_spread:.0}%) | {p:.1} | {b:.0} | {w:.1} | {rs:.0} | {r:.1} ({r_spread:.0}%) | {pct:.0}% |");
+        println!("| {writers} | {a:.0} ({a_spread:.0}%) | {p:.1} | {b:.0} | {w:.1} | {rs:.0} | {r:.1} ({r_spread:.0}%) | {pct:.0}% |{ring_cells}");
     }
     let stats = wal.stats();
     println!(
@@ -239,19 +308,37 @@ fn main() {
         .dir
         .join(format!("jube-walbench-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("raw")).expect("bench directory");
-    let mut raw = raw_file(&dir.join("raw"));
+    let mut raw = raw_file(FileVfs::open(dir.join("raw"), true).expect("raw directory"));
+    let mut ring_raw = args.ring_raw.then(|| {
+        std::fs::create_dir_all(dir.join("ring-raw")).expect("bench directory");
+        raw_file(UringVfs::open(dir.join("ring-raw")).expect("ring raw directory"))
+    });
     for name in &args.vfs {
         let wal_dir = dir.join(format!("wal-{name}"));
         std::fs::create_dir_all(&wal_dir).expect("wal directory");
         match name.as_str() {
             "file" => {
                 let vfs = FileVfs::open(&wal_dir, true).expect("FileVfs");
-                measure("FileVfs (blocking)", vfs, &mut raw, None, &args);
+                measure(
+                    "FileVfs (blocking)",
+                    vfs,
+                    &mut raw,
+                    ring_raw.as_mut(),
+                    None,
+                    &args,
+                );
             }
             "uring" => {
                 let vfs = UringVfs::open(&wal_dir).expect("UringVfs");
                 let label = format!("UringVfs (io_uring, poll every {POLL_EVERY_APPENDS} appends)");
-                measure(&label, vfs, &mut raw, Some(POLL_EVERY_APPENDS), &args);
+                measure(
+                    &label,
+                    vfs,
+                    &mut raw,
+                    ring_raw.as_mut(),
+                    Some(POLL_EVERY_APPENDS),
+                    &args,
+                );
             }
             other => {
                 eprintln!("unknown --vfs {other}: expected file or uring");
@@ -260,5 +347,6 @@ fn main() {
         }
     }
     drop(raw);
+    drop(ring_raw);
     std::fs::remove_dir_all(&dir).expect("clean up the bench directory");
 }

@@ -115,7 +115,18 @@ impl Harness {
             rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed),
             disk,
             clock: ManualClock::new(1_700_000_000_000),
-            config: small_config(),
+            config: ShardConfig {
+                // Half the seeds flush with one RWF_DSYNC write, half write then sync.
+                wal: crate::wal::WalConfig {
+                    sync_mode: if seed.is_multiple_of(2) {
+                        crate::wal::SyncMode::WriteDsync
+                    } else {
+                        crate::wal::SyncMode::WriteThenSync
+                    },
+                    ..small_config().wal
+                },
+                ..small_config()
+            },
             shard: None,
             base: BTreeMap::new(),
             base_lsn: 0,

@@ -73,7 +73,8 @@ pub struct FaultConfig {
     pub crash_garble_weight: u32,
     /// Probability per million that a write fails with EIO.
     pub write_eio_ppm: u32,
-    /// Probability per million that a sync fails with EIO.
+    /// Probability per million that a sync, or the sync half of an RWF_DSYNC write, fails with
+    /// EIO.
     pub sync_eio_ppm: u32,
     /// Probability per million that a read returns one flipped byte.
     pub read_corrupt_ppm: u32,
@@ -597,6 +598,34 @@ impl DiskState {
                 },
             });
             let err = IoError::new(IoErrorKind::Io, path, Some(offset), "injected EIO on write");
+            return Completion {
+                user_data,
+                result: Err(err),
+                buf: Some(buf),
+            };
+        }
+        if forced && self.chance_ppm(self.faults.sync_eio_ppm) {
+            // RWF_DSYNC's data reached the (volatile) disk, its flush failed: the write is as
+            // unsynced as a plain one, and the caller sees the sync's EIO.
+            self.stats.injected_sync_errors += 1;
+            self.completion_seq += 1;
+            let seq = self.completion_seq;
+            let file = self.inodes.get_mut(&inode_id).expect("open inode exists");
+            write_into(&mut file.live, offset, &buf);
+            file.unsynced.push(Unsynced {
+                seq,
+                change: Change::Write {
+                    offset,
+                    data: buf.to_vec(),
+                    forced: false,
+                },
+            });
+            let err = IoError::new(
+                IoErrorKind::Io,
+                path,
+                Some(offset),
+                "injected EIO on the sync of an RWF_DSYNC write",
+            );
             return Completion {
                 user_data,
                 result: Err(err),

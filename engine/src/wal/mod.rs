@@ -59,9 +59,9 @@ pub enum SyncPolicy {
 /// How a flush makes its write durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SyncMode {
-    /// A write, then (after it completed) a SyncData.
+    /// A write, then (after it completed) a SyncData: two round trips through io_uring.
     WriteThenSync,
-    /// One RWF_DSYNC write.
+    /// One RWF_DSYNC write: one round trip (the default; docs/benchmarks.md, "WAL group commit").
     WriteDsync,
 }
 
@@ -92,7 +92,7 @@ impl WalConfig {
             buffer_bytes_max: BUFFER_BYTES_MAX_DEFAULT,
             flush_delay_ns_max: FLUSH_DELAY_NS_MAX_DEFAULT,
             sync_policy: SyncPolicy::Always,
-            sync_mode: SyncMode::WriteThenSync,
+            sync_mode: SyncMode::WriteDsync,
             free_segments_max: FREE_SEGMENTS_MAX,
         }
     }

@@ -9,7 +9,7 @@
 
 use clap::Parser;
 use jube_runtime::constants::CORES_MAX;
-use jube_server::config::{Config, SyncPolicy};
+use jube_server::config::{Config, SyncMethod, SyncPolicy};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -37,6 +37,9 @@ struct Args {
     /// When writes are acknowledged: always, periodic:MS or none.
     #[arg(long)]
     sync: Option<SyncPolicy>,
+    /// How a group commit makes its write durable: dsync (one RWF_DSYNC write) or fdatasync.
+    #[arg(long)]
+    sync_method: Option<SyncMethod>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -68,6 +71,9 @@ fn effective_config(args: &Args) -> Result<Config, String> {
     }
     if let Some(sync) = args.sync {
         config.storage.sync = sync;
+    }
+    if let Some(method) = args.sync_method {
+        config.storage.sync_method = method;
     }
     config.validate()?;
     Ok(config)

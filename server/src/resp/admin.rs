@@ -318,6 +318,10 @@ fn format_info(context: &CoreContext, report: &InfoReply, sections: &[Vec<u8>]) 
                 ("loading".into(), "0".into()),
                 ("aof_enabled".into(), "1".into()),
                 ("jube_sync".into(), shared.config.storage.sync.to_string()),
+                (
+                    "jube_sync_method".into(),
+                    shared.config.storage.sync_method.to_string(),
+                ),
                 ("jube_durable_lsn".into(), total("durable_lsn").to_string()),
                 ("jube_checkpoints".into(), total("checkpoints").to_string()),
                 ("jube_wal_syncs".into(), total("wal_syncs").to_string()),
