@@ -142,8 +142,18 @@ fn run_wal<V: Vfs>(
     }
 }
 
-/// Write + fdatasync loop of `write_bytes` over a preallocated file: (syncs/s, bytes/s).
-fn run_raw(file: &mut impl Storage, write_bytes: usize, secs: f64) -> (f64, f64) {
+/// How a raw loop makes each write durable.
+#[derive(Clone, Copy)]
+enum RawSync {
+    /// A write, then an fdatasync (blocking helpers).
+    WriteThenSync,
+    /// One RWF_DSYNC write, waited for.
+    Dsync,
+}
+
+/// A loop of one `write_bytes` write at a time, made durable as `sync` says, over a preallocated
+/// file: (syncs/s, bytes/s).
+fn run_raw(file: &mut impl Storage, write_bytes: usize, secs: f64, sync: RawSync) -> (f64, f64) {
     let mut buf = AlignedBuf::zeroed(write_bytes);
     let mut offset = 0u64;
     let mut count = 0u64;
@@ -153,8 +163,20 @@ fn run_raw(file: &mut impl Storage, write_bytes: usize, secs: f64) -> (f64, f64)
         if offset + write_bytes as u64 > RAW_FILE_BYTES {
             offset = 0;
         }
-        buf = file.write_at(offset, buf).expect("raw write");
-        file.sync_data().expect("raw fdatasync");
+        buf = match sync {
+            RawSync::WriteThenSync => {
+                let buf = file.write_at(offset, buf).expect("raw write");
+                file.sync_data().expect("raw fdatasync");
+                buf
+            }
+            RawSync::Dsync => {
+                file.submit(1, Op::WriteDsync { offset, buf })
+                    .expect("raw RWF_DSYNC write");
+                let completion = file.wait(1);
+                completion.result.expect("raw RWF_DSYNC write");
+                completion.buf.expect("a write returns its buffer")
+            }
+        };
         offset += write_bytes as u64;
         count += 1;
     }
@@ -163,28 +185,6 @@ fn run_raw(file: &mut impl Storage, write_bytes: usize, secs: f64) -> (f64, f64)
         count as f64 / elapsed,
         (count * write_bytes as u64) as f64 / elapsed,
     )
-}
-
-/// One RWF_DSYNC write at a time through io_uring over a preallocated file: bytes/s.
-fn run_raw_ring(file: &mut impl Storage, write_bytes: usize, secs: f64) -> f64 {
-    let mut buf = AlignedBuf::zeroed(write_bytes);
-    let mut offset = 0u64;
-    let mut count = 0u64;
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs_f64(secs);
-    while Instant::now() < deadline {
-        if offset + write_bytes as u64 > RAW_FILE_BYTES {
-            offset = 0;
-        }
-        file.submit(1, Op::WriteDsync { offset, buf })
-            .expect("ring raw write");
-        let completion = file.wait(1);
-        completion.result.expect("ring raw write");
-        buf = completion.buf.expect("a write returns its buffer");
-        offset += write_bytes as u64;
-        count += 1;
-    }
-    (count * write_bytes as u64) as f64 / started.elapsed().as_secs_f64()
 }
 
 fn median_spread(mut values: Vec<f64>) -> (f64, f64) {
@@ -252,7 +252,7 @@ fn measure<V: Vfs>(
             let run = run_wal(&mut wal, writers, poll_every, args.secs);
             let size =
                 ((run.disk_bytes_per_sync as usize).div_ceil(IO_ALIGN) * IO_ALIGN).max(IO_ALIGN);
-            let (syncs, bytes) = run_raw(raw, size, args.secs);
+            let (syncs, bytes) = run_raw(raw, size, args.secs, RawSync::WriteThenSync);
             appends.push(run.appends_per_s);
             per_sync.push(run.records_per_sync);
             bytes_sync.push(run.disk_bytes_per_sync);
@@ -260,7 +260,7 @@ fn measure<V: Vfs>(
             raw_syncs.push(syncs);
             raw_mbs.push(bytes / 1e6);
             if let Some(ring) = ring_raw.as_deref_mut() {
-                ring_mbs.push(run_raw_ring(ring, size, args.secs) / 1e6);
+                ring_mbs.push(run_raw(ring, size, args.secs, RawSync::Dsync).1 / 1e6);
             }
             wal.release_below(wal.durable_lsn()).expect("release");
         }

@@ -555,6 +555,23 @@ impl DiskState {
         }
     }
 
+    /// Puts `data` of a failed write on the live image as an unsynced write: a crash may keep,
+    /// drop, tear or garble it.
+    fn land_unsynced(&mut self, inode_id: InodeId, offset: u64, data: Vec<u8>) {
+        self.completion_seq += 1;
+        let seq = self.completion_seq;
+        let file = self.inodes.get_mut(&inode_id).expect("open inode exists");
+        write_into(&mut file.live, offset, &data);
+        file.unsynced.push(Unsynced {
+            seq,
+            change: Change::Write {
+                offset,
+                data,
+                forced: false,
+            },
+        });
+    }
+
     fn execute_write(
         &mut self,
         inode_id: InodeId,
@@ -584,19 +601,7 @@ impl DiskState {
             // A failed write may still have put some of its sectors on the (volatile) disk.
             let sectors = len / SECTOR_SIZE;
             let landed = self.rng.gen_range(0..=sectors);
-            self.completion_seq += 1;
-            let seq = self.completion_seq;
-            let data = buf[..landed * SECTOR_SIZE].to_vec();
-            let file = self.inodes.get_mut(&inode_id).expect("open inode exists");
-            write_into(&mut file.live, offset, &data);
-            file.unsynced.push(Unsynced {
-                seq,
-                change: Change::Write {
-                    offset,
-                    data,
-                    forced: false,
-                },
-            });
+            self.land_unsynced(inode_id, offset, buf[..landed * SECTOR_SIZE].to_vec());
             let err = IoError::new(IoErrorKind::Io, path, Some(offset), "injected EIO on write");
             return Completion {
                 user_data,
@@ -608,18 +613,7 @@ impl DiskState {
             // RWF_DSYNC's data reached the (volatile) disk, its flush failed: the write is as
             // unsynced as a plain one, and the caller sees the sync's EIO.
             self.stats.injected_sync_errors += 1;
-            self.completion_seq += 1;
-            let seq = self.completion_seq;
-            let file = self.inodes.get_mut(&inode_id).expect("open inode exists");
-            write_into(&mut file.live, offset, &buf);
-            file.unsynced.push(Unsynced {
-                seq,
-                change: Change::Write {
-                    offset,
-                    data: buf.to_vec(),
-                    forced: false,
-                },
-            });
+            self.land_unsynced(inode_id, offset, buf.to_vec());
             let err = IoError::new(
                 IoErrorKind::Io,
                 path,
