@@ -34,6 +34,7 @@
 //!   segment's live bytes equal the bytes of the records the tree, or a prepared and undecided
 //!   transaction (`txn.rs`), points at in it.
 
+mod aget;
 pub mod datadir;
 mod gc;
 pub mod record;
@@ -43,6 +44,8 @@ pub mod vlog;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_aget;
 #[cfg(test)]
 mod tests_vcache;
 #[cfg(test)]
@@ -60,6 +63,7 @@ use std::ops::Bound;
 use std::rc::Rc;
 
 pub use crate::wal::{SyncMode, SyncPolicy};
+pub use aget::{FinishedGet, GetStart, GetTicket};
 pub use ttl::{is_expired, SweepStats, CLOCK_DRIFT_LOG_MS};
 pub use txn::TxnStats;
 use vlog::ValueLog;
@@ -286,6 +290,8 @@ pub struct Shard<V: Vfs + Clone> {
     txn: txn::TxnState,
     vlog: ValueLog<V>,
     gc: gc::Collector,
+    /// GETs whose value read is in flight ([`aget`]).
+    pending_gets: aget::PendingGets,
 }
 
 impl<V: Vfs + Clone> Shard<V> {
@@ -392,6 +398,7 @@ impl<V: Vfs + Clone> Shard<V> {
             txn: txn_state,
             vlog,
             gc: gc::Collector::default(),
+            pending_gets: aget::PendingGets::default(),
         };
         let report = OpenReport {
             created,
