@@ -279,6 +279,9 @@ fn past_the_limit_reads_are_synchronous() {
         }
     }
     assert_eq!(pending, VLOG_READS_IN_FLIGHT_MAX);
+    let stats = shard.stats().vlog;
+    assert_eq!(stats.reads_async, VLOG_READS_IN_FLIGHT_MAX as u64);
+    assert_eq!(stats.reads_async_refused, 10);
     disk.set_faults(FaultConfig::none());
     let mut finished = Vec::new();
     while shard.gets_pending() > 0 {

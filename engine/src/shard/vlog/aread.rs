@@ -108,6 +108,7 @@ impl<V: Vfs> ValueLog<V> {
             || reads.bytes_in_flight + len > VLOG_READ_BYTES_IN_FLIGHT_MAX
         {
             // `read` counts the miss itself.
+            self.stats.reads_async_refused += 1;
             return self.read(key, pointer).map(ReadStart::Ready);
         }
         self.cache.note_miss();
@@ -130,6 +131,7 @@ impl<V: Vfs> ValueLog<V> {
         }
         let reads = &mut self.reads;
         reads.next_ticket += 1;
+        self.stats.reads_async += 1;
         reads.bytes_in_flight += len;
         *reads.pins.entry(pointer.segment).or_insert(0) += 1;
         reads.pending.insert(

@@ -189,6 +189,10 @@ pub struct VlogStats {
     pub flushes: u64,
     /// Values read from segment files (not from memory).
     pub reads: u64,
+    /// Of those, reads submitted without blocking for asynchronous GETs ([`aread`]).
+    pub reads_async: u64,
+    /// GETs that found the asynchronous reads' limits reached and read synchronously.
+    pub reads_async_refused: u64,
     /// Victim segments whose collection finished since open.
     pub gc_runs: u64,
     /// Bytes of live records moved by GC since open.
