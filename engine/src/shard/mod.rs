@@ -15,6 +15,8 @@
 //! go to the value log ([`vlog`]): the WAL record and the leaf hold a pointer, and the WAL holds
 //! that record back until the value is durable. Garbage collection ([`gc`]) moves live values out
 //! of mostly-dead segments in slices driven by `poll`; a checkpoint then lets them be deleted.
+//! [`Shard::start_get`] ([`aget`]) is the GET that does not block on a value-log read: the read
+//! is submitted, `poll` reaps it, and [`Shard::take_gets`] hands out the answer.
 //!
 //! Transactions ([`Shard::apply_txn`], two-phase commit through [`Shard::prepare_txn`] and
 //! friends) live in `txn.rs`; keys a prepared transaction holds are locked, and every access to

@@ -54,6 +54,8 @@ pub(super) struct Reads {
     done: Vec<(u64, Result<Vec<u8>, VlogError>)>,
     /// The newest checkpoint LSN a deletion was deferred at, for pinned retired segments.
     deletion_deferred: Option<Lsn>,
+    /// `abandon_reads` forgot reads still in flight: their completions may still arrive.
+    abandoned: bool,
 }
 
 impl Reads {
@@ -163,17 +165,20 @@ impl<V: Vfs> ValueLog<V> {
         let mut tickets: Vec<u64> = reads.pending.into_keys().collect();
         tickets.extend(reads.done.into_iter().map(|(ticket, _)| ticket));
         self.reads.next_ticket = reads.next_ticket;
+        self.reads.abandoned = true;
         tickets
     }
 
     /// Handles the completion of the read with `tag`.
     pub(super) fn on_read_completion(&mut self, completion: Completion) {
         let ticket = completion.user_data - TAG_READ_BASE;
-        let read = self
-            .reads
-            .pending
-            .remove(&ticket)
-            .expect("a read completion of a pending read");
+        let Some(read) = self.reads.pending.remove(&ticket) else {
+            assert!(
+                self.reads.abandoned,
+                "read completion {ticket} of no pending read"
+            );
+            return;
+        };
         self.reads.bytes_in_flight -= read.len;
         self.reads.unpin(read.pointer.segment);
         let result = completion.result.map_err(VlogError::Io).and_then(|_| {

@@ -9,7 +9,8 @@
 //! so a durable WAL record never points at a value a crash could lose, and a large value is
 //! written once (plus once per garbage-collection move). Values not yet written are read from
 //! memory; others from the value cache ([`cache`]) or with one aligned read of exactly the
-//! blocks the record spans, verified against the pointer's checksum. Only verified bytes (or a
+//! blocks the record spans (blocking, or submitted and reaped by `poll` for GETs: [`aread`]),
+//! verified against the pointer's checksum. Only verified bytes (or a
 //! value just put) enter the cache, so a damaged record that is not cached is always reported.
 //!
 //! Accounting: every segment knows its size on disk and its live bytes (the records the tree
