@@ -15,7 +15,7 @@
 //! go to the value log ([`vlog`]): the WAL record and the leaf hold a pointer, and the WAL holds
 //! that record back until the value is durable. Garbage collection ([`gc`]) moves live values out
 //! of mostly-dead segments in slices driven by `poll`; a checkpoint then lets them be deleted.
-//! [`Shard::start_get`] ([`aget`]) is the GET that does not block on a value-log read: the read
+//! [`Shard::start_get`] (`aget`) is the GET that does not block on a value-log read: the read
 //! is submitted, `poll` reaps it, and [`Shard::take_gets`] hands out the answer.
 //!
 //! Transactions ([`Shard::apply_txn`], two-phase commit through [`Shard::prepare_txn`] and
@@ -292,7 +292,7 @@ pub struct Shard<V: Vfs + Clone> {
     txn: txn::TxnState,
     vlog: ValueLog<V>,
     gc: gc::Collector,
-    /// GETs whose value read is in flight ([`aget`]).
+    /// GETs whose value read is in flight (`aget`).
     pending_gets: aget::PendingGets,
 }
 

@@ -9,7 +9,7 @@
 //! so a durable WAL record never points at a value a crash could lose, and a large value is
 //! written once (plus once per garbage-collection move). Values not yet written are read from
 //! memory; others from the value cache ([`cache`]) or with one aligned read of exactly the
-//! blocks the record spans (blocking, or submitted and reaped by `poll` for GETs: [`aread`]),
+//! blocks the record spans (blocking, or submitted and reaped by `poll` for GETs: `aread`),
 //! verified against the pointer's checksum. Only verified bytes (or a
 //! value just put) enter the cache, so a damaged record that is not cached is always reported.
 //!
@@ -190,7 +190,7 @@ pub struct VlogStats {
     pub flushes: u64,
     /// Values read from segment files (not from memory).
     pub reads: u64,
-    /// Of those, reads submitted without blocking for asynchronous GETs ([`aread`]).
+    /// Of those, reads submitted without blocking for asynchronous GETs (`aread`).
     pub reads_async: u64,
     /// GETs that found the asynchronous reads' limits reached and read synchronously.
     pub reads_async_refused: u64,
@@ -285,7 +285,7 @@ pub struct ValueLog<V: Vfs> {
     read_buffer: Option<AlignedBuf>,
     /// The buffer of the last flush, back from its write, kept for the next flush.
     flush_buffer: Option<AlignedBuf>,
-    /// Asynchronous reads in flight and their results ([`aread`]).
+    /// Asynchronous reads in flight and their results (`aread`).
     reads: aread::Reads,
 }
 
@@ -907,7 +907,7 @@ impl<V: Vfs> ValueLog<V> {
 
     /// After a checkpoint with LSN `lsn` is durable: deletes the segments retired at or below
     /// it, then syncs the directory. Returns how many. A segment with asynchronous reads in
-    /// flight is deleted by the `poll` that reaps its last read ([`aread`]).
+    /// flight is deleted by the `poll` that reaps its last read (`aread`).
     pub fn delete_retired(&mut self, lsn: Lsn) -> Result<usize, VlogError> {
         let retired = |s: &Segment<V::File>| s.retired_at.is_some_and(|at| at <= lsn);
         let (pinned, doomed): (Vec<u64>, Vec<u64>) = self
