@@ -74,6 +74,17 @@ pub const VLOG_CACHE_ENTRY_OVERHEAD_BYTES: usize = 128;
 /// most 2 x 4.06 MiB per shard; larger reads and flushes allocate their buffer and free it after.
 pub const VLOG_IO_BUFFER_KEPT_BYTES_MAX: usize = (4 << 20) + (64 << 10);
 
+/// Most value-log reads one shard keeps in flight for asynchronous GETs
+/// (`Shard::start_get`). A GET that finds the limit reached reads synchronously instead (the
+/// behaviour before asynchronous reads): it is still answered, the core only blocks for it, so
+/// no client sees a new `Busy` for a read the disk can serve. Bounds the per-shard table of
+/// pending reads and, with the byte limit below, their buffers.
+pub const VLOG_READS_IN_FLIGHT_MAX: usize = 64;
+
+/// Most bytes of read buffers one shard keeps in flight for asynchronous GETs; a read that would
+/// exceed it reads synchronously (as above). 8 MiB: 64 reads of 128 KiB, or two 4 MiB values.
+pub const VLOG_READ_BYTES_IN_FLIGHT_MAX: usize = 8 << 20;
+
 /// Smallest page size: one O_DIRECT block, so a page is one aligned I/O.
 pub const PAGE_SIZE_MIN: usize = 4096;
 
@@ -186,6 +197,8 @@ const _: () = assert!(
 const _: () = assert!(VLOG_GC_SLICE_BYTES_DEFAULT.is_multiple_of(IO_ALIGN));
 const _: () = assert!(VLOG_CACHE_VALUE_SHARE_DIVISOR >= 2);
 const _: () = assert!(VLOG_IO_BUFFER_KEPT_BYTES_MAX.is_multiple_of(IO_ALIGN));
+const _: () = assert!(VLOG_READ_BYTES_IN_FLIGHT_MAX >= VLOG_IO_BUFFER_KEPT_BYTES_MAX);
+const _: () = assert!(VLOG_READS_IN_FLIGHT_MAX > 0);
 const _: () = assert!(
     VLOG_BUFFER_BYTES_MAX_DEFAULT >= VALUE_SIZE_MAX + VLOG_RECORD_HEADER_SIZE + KEY_SIZE_MAX
 );

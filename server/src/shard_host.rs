@@ -17,7 +17,7 @@ use jube_engine::clock::Clock;
 use jube_engine::manifest::Manifest;
 use jube_engine::shard::datadir::{prepare, shard_dir_name};
 pub use jube_engine::shard::ShardError;
-use jube_engine::shard::{Shard, ShardConfig, ShardStats};
+use jube_engine::shard::{GetStart, Shard, ShardConfig, ShardStats};
 use jube_engine::storage::file::FileVfs;
 use jube_engine::storage::{IoError, Vfs};
 pub use jube_engine::txn::{
@@ -140,9 +140,29 @@ pub struct Progress {
     pub rollovers: u64,
 }
 
+/// What [`ShardEngine::start_get`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GetStarted {
+    /// The answer, at once.
+    Done(Option<StoredValue>),
+    /// The value's read is on the disk: the answer comes from `take_gets` under this ticket.
+    Pending(u64),
+}
+
+/// A GET that finished after `start_get` returned `Pending`: its ticket and its answer.
+pub type FinishedGet = (u64, Result<Option<StoredValue>, StoreError>);
+
 /// One shard of the engine, as the server drives it. Mirrors `jube_engine::shard::Shard`.
 pub trait ShardEngine {
     fn get(&mut self, key: &[u8]) -> Result<Option<StoredValue>, StoreError>;
+    /// A GET that does not block on the disk: a value-log read that misses the cache is
+    /// submitted and finishes in a later `poll` (see `take_gets`). By default, `get`.
+    fn start_get(&mut self, key: &[u8]) -> Result<GetStarted, StoreError> {
+        self.get(key).map(GetStarted::Done)
+    }
+    /// Moves the GETs finished since the last call into `out` (after a failure: every pending
+    /// one, with the error).
+    fn take_gets(&mut self, _out: &mut Vec<FinishedGet>) {}
     fn put(&mut self, key: &[u8], value: &[u8], expiry_ms: Option<u64>) -> Result<Lsn, StoreError>;
     /// Whether the key existed, and the LSN to wait for.
     fn delete(&mut self, key: &[u8]) -> Result<(bool, Lsn), StoreError>;
@@ -246,6 +266,24 @@ fn stored(value: jube_engine::tree::Value) -> StoredValue {
 impl<V: Vfs + Clone> ShardEngine for Shard<V> {
     fn get(&mut self, key: &[u8]) -> Result<Option<StoredValue>, StoreError> {
         Ok(Shard::get(self, key)?.map(stored))
+    }
+
+    fn start_get(&mut self, key: &[u8]) -> Result<GetStarted, StoreError> {
+        Ok(match Shard::start_get(self, key)? {
+            GetStart::Done(value) => GetStarted::Done(value.map(stored)),
+            GetStart::Pending(ticket) => GetStarted::Pending(ticket.0),
+        })
+    }
+
+    fn take_gets(&mut self, out: &mut Vec<FinishedGet>) {
+        let mut finished = Vec::new();
+        Shard::take_gets(self, &mut finished);
+        out.extend(finished.into_iter().map(|(ticket, result)| {
+            (
+                ticket.0,
+                result.map(|v| v.map(stored)).map_err(StoreError::from),
+            )
+        }));
     }
 
     fn put(&mut self, key: &[u8], value: &[u8], expiry_ms: Option<u64>) -> Result<Lsn, StoreError> {
@@ -436,6 +474,8 @@ fn stats_metrics(stats: &ShardStats) -> Vec<(String, u64)> {
         ("vlog_segments_deleted", stats.vlog.segments_deleted),
         ("vlog_cache_hits", stats.vlog.cache.hits),
         ("vlog_cache_misses", stats.vlog.cache.misses),
+        ("vlog_reads_async", stats.vlog.reads_async),
+        ("vlog_reads_async_refused", stats.vlog.reads_async_refused),
         ("vlog_cache_evictions", stats.vlog.cache.evictions),
         ("vlog_cache_bypassed", stats.vlog.cache.bypassed),
         ("vlog_cache_bytes", stats.vlog.cache.bytes),

@@ -17,15 +17,25 @@
 //!   run again, in arrival order, as soon as a Decide or Finish on this shard unlocks the key; a
 //!   call parked longer than `TXN_LOCK_WAIT_MAX` is answered `Busy`, so nothing waits forever.
 //!   Two-phase-commit steps other than Prepare name no key and never wait for a lock.
+//! - a single-key GET (native or RESP) whose value must be read from the value log does not
+//!   block the core: the engine submits the read (`start_get`) and the result is built when a
+//!   later `drive` collects it (`take_gets`), then waits for the read barrier taken at the start
+//!   like any read. `reading` holds those GETs; it is bounded by the calls in flight, and the
+//!   engine's own bound (`VLOG_READS_IN_FLIGHT_MAX`, past it a synchronous read). Once the shard
+//!   fails or closes, every GET in `reading` is answered with the failure.
 
 use crate::call::{CallOutput, CallResult, PutItem, ShardOp, ShardReport};
 use crate::constants::{TXN_LOCK_WAITERS_MAX, TXN_LOCK_WAIT_MAX};
-use crate::shard_host::{Lsn, OpKind, Progress, ShardEngine, StoreError, StoredValue, TxnPart};
+use crate::resp::shard_op::{RespOp, RespOutput};
+use crate::shard_host::{
+    FinishedGet, GetStarted, Lsn, OpKind, Progress, ShardEngine, StoreError, StoredValue, TxnPart,
+};
 use crate::sync::Slot;
 use jube_engine::clock::Clock;
+use jube_protocol::resp::Reply;
 use jube_protocol::{Failure, GetReply, Status};
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::rc::Rc;
 use std::time::Duration;
@@ -51,6 +61,38 @@ enum Outcome {
     After(Lsn, CallResult),
     /// The engine refused: `key` is locked by a prepared transaction (nothing was done).
     Locked(Vec<u8>),
+    /// A GET whose value read is on the disk, under the engine's ticket.
+    Reading(u64, PendingGet),
+}
+
+/// How a GET's answer is shaped, kept while its value read is on the disk.
+enum GetShape {
+    Native { with_version: bool, with_ttl: bool },
+    Resp,
+}
+
+/// A GET waiting for its value read: what its answer needs besides the value.
+struct PendingGet {
+    shape: GetShape,
+    /// The read barrier of the key when the GET started (the write it observed).
+    barrier: Option<Lsn>,
+    wall_ms: u64,
+}
+
+impl PendingGet {
+    /// The call's output for `value` (None: absent).
+    fn output(&self, value: Option<StoredValue>) -> CallOutput {
+        let value = value.and_then(|value| live(value, self.wall_ms));
+        match self.shape {
+            GetShape::Native {
+                with_version,
+                with_ttl,
+            } => CallOutput::Get(get_reply(value, with_version, with_ttl, self.wall_ms)),
+            GetShape::Resp => CallOutput::Resp(RespOutput::Reply(Reply::Bulk(
+                value.map(|value| value.bytes),
+            ))),
+        }
+    }
 }
 
 /// A call waiting for a key's lock to go.
@@ -79,6 +121,10 @@ pub struct ShardWorker {
     /// waited too long).
     lock_waits: Cell<u64>,
     lock_busy: Cell<u64>,
+    /// GETs whose value read is on the disk, by the engine's ticket.
+    reading: RefCell<HashMap<u64, (ReplyTo, PendingGet)>>,
+    /// Scratch for the engine's finished GETs.
+    finished: RefCell<Vec<FinishedGet>>,
 }
 
 fn failure(error: &StoreError) -> Failure {
@@ -109,6 +155,8 @@ impl ShardWorker {
             parked_count: Cell::new(0),
             lock_waits: Cell::new(0),
             lock_busy: Cell::new(0),
+            reading: RefCell::new(HashMap::new()),
+            finished: RefCell::new(Vec::new()),
         }
     }
 
@@ -145,16 +193,13 @@ impl ShardWorker {
         let retry = op.names_no_key().then(|| op.clone());
         match self.run(op) {
             Outcome::Ready(result) => ready.push(self.counted((reply_to, result))),
-            Outcome::After(lsn, result) => {
-                if self.acked_lsn().is_some_and(|acked| acked >= lsn) {
-                    ready.push(self.counted((reply_to, result)));
-                } else {
-                    let arrival = self.arrivals.get();
-                    self.arrivals.set(arrival + 1);
-                    self.waiters
-                        .borrow_mut()
-                        .insert((lsn, arrival), (reply_to, result));
-                }
+            Outcome::After(lsn, result) => self.after(lsn, (reply_to, result), ready),
+            Outcome::Reading(ticket, pending) => {
+                let old = self
+                    .reading
+                    .borrow_mut()
+                    .insert(ticket, (reply_to, pending));
+                assert!(old.is_none(), "the engine's GET tickets are unique");
             }
             Outcome::Locked(key) => match retry {
                 Some(op) => self.park(
@@ -178,6 +223,67 @@ impl ShardWorker {
         if unlocks {
             self.wake(ready);
         }
+    }
+
+    /// Delivers `delivery` now if `lsn` is acknowledged, else once it is.
+    fn after(&self, lsn: Lsn, delivery: Delivery, ready: &mut Vec<Delivery>) {
+        if self.acked_lsn().is_some_and(|acked| acked >= lsn) {
+            ready.push(self.counted(delivery));
+        } else {
+            let arrival = self.arrivals.get();
+            self.arrivals.set(arrival + 1);
+            self.waiters.borrow_mut().insert((lsn, arrival), delivery);
+        }
+    }
+
+    /// Collects the engine's finished GETs: each waits for its read barrier like any read.
+    fn collect_gets(&self, ready: &mut Vec<Delivery>) {
+        let mut finished = std::mem::take(&mut *self.finished.borrow_mut());
+        if let State::Open(engine) = &mut *self.state.borrow_mut() {
+            engine.take_gets(&mut finished);
+        }
+        for (ticket, result) in finished.drain(..) {
+            let entry = self.reading.borrow_mut().remove(&ticket);
+            let (reply_to, pending) = entry.expect("a finished GET was started here");
+            match result {
+                Ok(value) => {
+                    let output = Ok(pending.output(value));
+                    let lsn = pending.barrier.unwrap_or(0);
+                    self.after(lsn, (reply_to, output), ready);
+                }
+                Err(error) => {
+                    ready.push(self.counted((reply_to, Err(failure(&error)))));
+                    if matches!(error, StoreError::Failed(_)) {
+                        self.fail(error);
+                    }
+                }
+            }
+        }
+        *self.finished.borrow_mut() = finished;
+    }
+
+    /// Starts a GET of `key`; answers at once, or leaves it to `collect_gets`.
+    fn start_get(
+        engine: &mut dyn ShardEngine,
+        key: &[u8],
+        shape: GetShape,
+        wall_ms: u64,
+    ) -> Result<Outcome, StoreError> {
+        let pending = PendingGet {
+            shape,
+            barrier: engine.read_barrier(key),
+            wall_ms,
+        };
+        Ok(match engine.start_get(key)? {
+            GetStarted::Done(value) => {
+                let output = Ok(pending.output(value));
+                match pending.barrier {
+                    Some(lsn) => Outcome::After(lsn, output),
+                    None => Outcome::Ready(output),
+                }
+            }
+            GetStarted::Pending(ticket) => Outcome::Reading(ticket, pending),
+        })
     }
 
     /// The first key of `op` held by a prepared transaction.
@@ -296,9 +402,9 @@ impl ShardWorker {
         }
     }
 
-    /// Whether results wait for acknowledgement.
+    /// Whether results wait for acknowledgement or for a value read.
     pub fn has_waiters(&self) -> bool {
-        !self.waiters.borrow().is_empty()
+        !self.waiters.borrow().is_empty() || !self.reading.borrow().is_empty()
     }
 
     fn run(&self, op: ShardOp) -> Outcome {
@@ -316,13 +422,40 @@ impl ShardWorker {
         // The engine's time, not the wall clock: expiry follows the monotonic clock from the
         // shard's open, so a wall clock set back or forward neither resurrects nor expires keys.
         let wall_ms = engine.now_ms();
-        let result = match op {
+        // Single-key GETs may leave their value read on the disk.
+        let started = match &op {
             ShardOp::Get {
                 key,
                 with_version,
                 with_ttl,
-            } => get(engine.as_mut(), &key, with_version, with_ttl, wall_ms)
-                .map(|(barrier, reply)| (barrier, CallOutput::Get(reply))),
+            } => {
+                let shape = GetShape::Native {
+                    with_version: *with_version,
+                    with_ttl: *with_ttl,
+                };
+                Some(Self::start_get(engine.as_mut(), key, shape, wall_ms))
+            }
+            ShardOp::Resp(RespOp::Get { key }) => Some(Self::start_get(
+                engine.as_mut(),
+                key,
+                GetShape::Resp,
+                wall_ms,
+            )),
+            _ => None,
+        };
+        let result = match (started, op) {
+            (Some(Ok(outcome)), _) => return outcome,
+            (Some(Err(error)), _) => Err(error),
+            (None, op) => self.run_op(engine.as_mut(), op, wall_ms),
+        };
+        drop(state);
+        self.outcome(result)
+    }
+
+    /// Runs every op but the single-key GETs `run` starts.
+    fn run_op(&self, engine: &mut dyn ShardEngine, op: ShardOp, wall_ms: u64) -> Read<CallOutput> {
+        match op {
+            ShardOp::Get { .. } => unreachable!("`run` starts single-key GETs"),
             ShardOp::Put { key, value, ttl_ms } => {
                 let expiry_ms = ttl_ms.map(|ttl| wall_ms.saturating_add(ttl));
                 engine
@@ -332,20 +465,20 @@ impl ShardWorker {
             ShardOp::Delete { key } => engine
                 .delete(&key)
                 .map(|(_, lsn)| (Some(lsn), CallOutput::Done)),
-            ShardOp::MultiGet { items } => multi_get(engine.as_mut(), items, wall_ms),
-            ShardOp::MultiPut { entries } => multi_put(engine.as_mut(), entries, wall_ms),
+            ShardOp::MultiGet { items } => multi_get(engine, items, wall_ms),
+            ShardOp::MultiPut { entries } => multi_put(engine, entries, wall_ms),
             ShardOp::Scan {
                 start,
                 end,
                 limit,
                 reverse,
-            } => scan(engine.as_mut(), &start, &end, limit, reverse, wall_ms)
+            } => scan(engine, &start, &end, limit, reverse, wall_ms)
                 .map(|output| (Some(engine.scan_barrier().unwrap_or(0)), output)),
             ShardOp::Checkpoint => engine
                 .checkpoint()
                 .map(|()| (None, CallOutput::Checkpointed)),
             ShardOp::Report => Ok((None, CallOutput::Done)),
-            ShardOp::Resp(op) => crate::resp::shard_op::run(engine.as_mut(), op, wall_ms),
+            ShardOp::Resp(op) => crate::resp::shard_op::run(engine, op, wall_ms),
             ShardOp::ApplyTxn(mut part) => {
                 resolve_ttls(&mut part, wall_ms);
                 engine.apply_txn(&part).map(|reply| {
@@ -391,7 +524,12 @@ impl ShardWorker {
                 },
             )),
             ShardOp::Decision { id } => Ok((None, CallOutput::Decision(engine.decision(id)))),
-        };
+        }
+    }
+
+    /// What a call's result means for its delivery; fails the shard on an engine failure (the
+    /// shard's state must not be borrowed).
+    fn outcome(&self, result: Read<CallOutput>) -> Outcome {
         match result {
             Ok((Some(lsn), output)) => Outcome::After(lsn, Ok(output)),
             Ok((None, output)) => Outcome::Ready(Ok(output)),
@@ -399,7 +537,6 @@ impl ShardWorker {
             Err(error) => {
                 let response = Err(failure(&error));
                 if matches!(error, StoreError::Failed(_)) {
-                    drop(state);
                     self.fail(error);
                 }
                 Outcome::Ready(response)
@@ -428,6 +565,9 @@ impl ShardWorker {
             }
         };
         self.log_progress();
+        let mut gets = Vec::new();
+        self.collect_gets(&mut gets);
+        let acked = acked.and(self.acked_lsn());
         let ready: Vec<Delivery> = {
             let mut waiters = self.waiters.borrow_mut();
             let keep = match acked {
@@ -446,6 +586,12 @@ impl ShardWorker {
                 "the shard closed before the write was acknowledged",
             )),
         };
+        if let Some(failure) = &error {
+            let reading = std::mem::take(&mut *self.reading.borrow_mut());
+            for (_, (reply_to, _)) in reading {
+                gets.push(self.counted((reply_to, Err(failure.clone()))));
+            }
+        }
         let mut delivered: Vec<Delivery> = ready
             .into_iter()
             .map(|(to, result)| match &error {
@@ -453,6 +599,7 @@ impl ShardWorker {
                 None => (to, result),
             })
             .collect();
+        delivered.append(&mut gets);
         self.expire_parked(error.as_ref(), &mut delivered);
         delivered
     }
@@ -489,7 +636,8 @@ impl ShardWorker {
     pub fn io_in_flight(&self) -> bool {
         match &*self.state.borrow() {
             State::Open(engine) => engine.io_in_flight(),
-            _ => false,
+            // GETs still reading are answered with the failure at the next drive.
+            _ => !self.reading.borrow().is_empty(),
         }
     }
 
@@ -515,6 +663,10 @@ impl ShardWorker {
         metrics.push((
             "results_waiting".to_string(),
             self.waiters.borrow().len() as u64,
+        ));
+        metrics.push((
+            "gets_reading".to_string(),
+            self.reading.borrow().len() as u64,
         ));
         metrics.push(("txn_lock_waits".to_string(), self.lock_waits.get()));
         metrics.push(("txn_busy".to_string(), self.lock_busy.get()));
@@ -562,15 +714,14 @@ pub(crate) fn live(value: StoredValue, wall_ms: u64) -> Option<StoredValue> {
 
 pub(crate) type Read<T> = Result<(Option<Lsn>, T), StoreError>;
 
-fn get(
-    engine: &mut dyn ShardEngine,
-    key: &[u8],
+/// A native GET's reply for `value` (already filtered by `live`).
+fn get_reply(
+    value: Option<StoredValue>,
     with_version: bool,
     with_ttl: bool,
     wall_ms: u64,
-) -> Read<Option<GetReply>> {
-    let value = engine.get(key)?.and_then(|value| live(value, wall_ms));
-    let reply = value.map(|value| GetReply {
+) -> Option<GetReply> {
+    value.map(|value| GetReply {
         version: with_version.then_some(value.version),
         ttl_remaining_ms: if with_ttl {
             value.expiry_ms.map(|expiry| expiry - wall_ms)
@@ -578,8 +729,7 @@ fn get(
             None
         },
         value: value.bytes,
-    });
-    Ok((engine.read_barrier(key), reply))
+    })
 }
 
 fn multi_get(

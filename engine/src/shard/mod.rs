@@ -15,6 +15,8 @@
 //! go to the value log ([`vlog`]): the WAL record and the leaf hold a pointer, and the WAL holds
 //! that record back until the value is durable. Garbage collection ([`gc`]) moves live values out
 //! of mostly-dead segments in slices driven by `poll`; a checkpoint then lets them be deleted.
+//! [`Shard::start_get`] (`aget`) is the GET that does not block on a value-log read: the read
+//! is submitted, `poll` reaps it, and [`Shard::take_gets`] hands out the answer.
 //!
 //! Transactions ([`Shard::apply_txn`], two-phase commit through [`Shard::prepare_txn`] and
 //! friends) live in `txn.rs`; keys a prepared transaction holds are locked, and every access to
@@ -34,6 +36,7 @@
 //!   segment's live bytes equal the bytes of the records the tree, or a prepared and undecided
 //!   transaction (`txn.rs`), points at in it.
 
+mod aget;
 pub mod datadir;
 mod gc;
 pub mod record;
@@ -43,6 +46,8 @@ pub mod vlog;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_aget;
 #[cfg(test)]
 mod tests_vcache;
 #[cfg(test)]
@@ -60,6 +65,7 @@ use std::ops::Bound;
 use std::rc::Rc;
 
 pub use crate::wal::{SyncMode, SyncPolicy};
+pub use aget::{FinishedGet, GetStart, GetTicket};
 pub use ttl::{is_expired, SweepStats, CLOCK_DRIFT_LOG_MS};
 pub use txn::TxnStats;
 use vlog::ValueLog;
@@ -286,6 +292,8 @@ pub struct Shard<V: Vfs + Clone> {
     txn: txn::TxnState,
     vlog: ValueLog<V>,
     gc: gc::Collector,
+    /// GETs whose value read is in flight (`aget`).
+    pending_gets: aget::PendingGets,
 }
 
 impl<V: Vfs + Clone> Shard<V> {
@@ -392,6 +400,7 @@ impl<V: Vfs + Clone> Shard<V> {
             txn: txn_state,
             vlog,
             gc: gc::Collector::default(),
+            pending_gets: aget::PendingGets::default(),
         };
         let report = OpenReport {
             created,

@@ -9,7 +9,8 @@
 //! so a durable WAL record never points at a value a crash could lose, and a large value is
 //! written once (plus once per garbage-collection move). Values not yet written are read from
 //! memory; others from the value cache ([`cache`]) or with one aligned read of exactly the
-//! blocks the record spans, verified against the pointer's checksum. Only verified bytes (or a
+//! blocks the record spans (blocking, or submitted and reaped by `poll` for GETs: `aread`),
+//! verified against the pointer's checksum. Only verified bytes (or a
 //! value just put) enter the cache, so a damaged record that is not cached is always reported.
 //!
 //! Accounting: every segment knows its size on disk and its live bytes (the records the tree
@@ -29,6 +30,7 @@
 //!   and raised above every file present at open;
 //! - after a failed write or sync the log is poisoned until the shard is reopened.
 
+mod aread;
 pub mod cache;
 pub mod format;
 
@@ -41,6 +43,7 @@ use crate::constants::{
 };
 use crate::storage::{AlignedBuf, Completion, IoError, IoErrorKind, Op, OpenMode, Storage, Vfs};
 use crate::wal::{Lsn, SyncMode};
+pub use aread::ReadStart;
 use cache::ValueCache;
 pub use cache::ValueCacheStats;
 pub use format::Pointer;
@@ -187,6 +190,10 @@ pub struct VlogStats {
     pub flushes: u64,
     /// Values read from segment files (not from memory).
     pub reads: u64,
+    /// Of those, reads submitted without blocking for asynchronous GETs (`aread`).
+    pub reads_async: u64,
+    /// GETs that found the asynchronous reads' limits reached and read synchronously.
+    pub reads_async_refused: u64,
     /// Victim segments whose collection finished since open.
     pub gc_runs: u64,
     /// Bytes of live records moved by GC since open.
@@ -278,6 +285,8 @@ pub struct ValueLog<V: Vfs> {
     read_buffer: Option<AlignedBuf>,
     /// The buffer of the last flush, back from its write, kept for the next flush.
     flush_buffer: Option<AlignedBuf>,
+    /// Asynchronous reads in flight and their results (`aread`).
+    reads: aread::Reads,
 }
 
 impl<V: Vfs> ValueLog<V> {
@@ -341,6 +350,7 @@ impl<V: Vfs> ValueLog<V> {
             cache,
             read_buffer: None,
             flush_buffer: None,
+            reads: aread::Reads::default(),
         };
         Ok((log, damaged))
     }
@@ -508,9 +518,9 @@ impl<V: Vfs> ValueLog<V> {
         .map_or(Lsn::MAX, |lsn| lsn - 1)
     }
 
-    /// True while a flush is on the disk.
+    /// True while a flush or an asynchronous read is on the disk.
     pub fn io_in_flight(&self) -> bool {
-        self.flight.is_some()
+        self.flight.is_some() || self.reads_in_flight() > 0
     }
 
     /// Reaps the flush in flight and starts the next one; never blocks (beyond the Storage).
@@ -529,6 +539,7 @@ impl<V: Vfs> ValueLog<V> {
                 break;
             }
         }
+        self.delete_deferred()?;
         Ok(progressed)
     }
 
@@ -557,23 +568,29 @@ impl<V: Vfs> ValueLog<V> {
         }
     }
 
+    /// Reaps the completions of the flush's segment and of every segment with reads in flight.
     fn reap(&mut self) -> Result<bool, VlogError> {
-        let Some(flight) = &self.flight else {
+        let flushing = self.flight.as_ref().map(|f| f.batch.segment);
+        if flushing.is_none() && self.reads_in_flight() == 0 {
             return Ok(false);
-        };
-        let segment = flight.batch.segment;
+        }
         let mut completions = std::mem::take(&mut self.completions);
         completions.clear();
-        let file = &mut self
-            .segments
-            .get_mut(&segment)
-            .expect("flight segment")
-            .file;
-        file.poll(&mut completions);
+        let reading = self.reads.segments().filter(|&id| Some(id) != flushing);
+        let polled: Vec<u64> = flushing.into_iter().chain(reading).collect();
+        for id in polled {
+            let segment = self
+                .segments
+                .get_mut(&id)
+                .expect("a segment with I/O in flight");
+            segment.file.poll(&mut completions);
+        }
         let progressed = !completions.is_empty();
         let mut result = Ok(());
         for completion in completions.drain(..) {
-            if result.is_ok() {
+            if completion.user_data >= aread::TAG_READ_BASE {
+                self.on_read_completion(completion);
+            } else if result.is_ok() {
                 result = self.on_completion(completion);
             }
         }
@@ -669,14 +686,8 @@ impl<V: Vfs> ValueLog<V> {
     /// (and then cached).
     pub fn read(&mut self, key: &[u8], pointer: &Pointer) -> Result<Vec<u8>, VlogError> {
         let size = pointer.record_size(key.len()) as usize;
-        let in_memory = [self.staged.as_ref(), self.flight.as_ref().map(|f| &f.batch)];
-        for batch in in_memory.into_iter().flatten() {
-            if batch.holds(pointer) {
-                let at = usize::try_from(pointer.offset - batch.offset).expect("fits");
-                let bytes = batch.bytes.get(at..at + size).unwrap_or(&[]);
-                return check_record(bytes, key, pointer, "(in memory)", pointer.offset)
-                    .map(<[u8]>::to_vec);
-            }
+        if let Some(result) = self.read_from_memory(key, pointer) {
+            return result;
         }
         if let Some(value) = self.cache.get(key, pointer) {
             return Ok(value.to_vec());
@@ -704,6 +715,20 @@ impl<V: Vfs> ValueLog<V> {
         });
         keep_buffer(&mut self.read_buffer, buf);
         result
+    }
+
+    /// The value `pointer` names if its record is not yet written (staged or in flight).
+    fn read_from_memory(
+        &self,
+        key: &[u8],
+        pointer: &Pointer,
+    ) -> Option<Result<Vec<u8>, VlogError>> {
+        let size = pointer.record_size(key.len()) as usize;
+        let in_memory = [self.staged.as_ref(), self.flight.as_ref().map(|f| &f.batch)];
+        let batch = in_memory.into_iter().flatten().find(|b| b.holds(pointer))?;
+        let at = usize::try_from(pointer.offset - batch.offset).expect("fits");
+        let bytes = batch.bytes.get(at..at + size).unwrap_or(&[]);
+        Some(check_record(bytes, key, pointer, "(in memory)", pointer.offset).map(<[u8]>::to_vec))
     }
 
     /// GC moved the record at `from` to `to`: a cached value follows it.
@@ -881,14 +906,19 @@ impl<V: Vfs> ValueLog<V> {
     }
 
     /// After a checkpoint with LSN `lsn` is durable: deletes the segments retired at or below
-    /// it, then syncs the directory. Returns how many.
+    /// it, then syncs the directory. Returns how many. A segment with asynchronous reads in
+    /// flight is deleted by the `poll` that reaps its last read (`aread`).
     pub fn delete_retired(&mut self, lsn: Lsn) -> Result<usize, VlogError> {
-        let doomed: Vec<u64> = self
+        let retired = |s: &Segment<V::File>| s.retired_at.is_some_and(|at| at <= lsn);
+        let (pinned, doomed): (Vec<u64>, Vec<u64>) = self
             .segments
             .iter()
-            .filter(|(_, s)| s.retired_at.is_some_and(|at| at <= lsn))
+            .filter(|(_, s)| retired(s))
             .map(|(&id, _)| id)
-            .collect();
+            .partition(|&id| self.reads.pinned(id));
+        if !pinned.is_empty() {
+            self.reads.defer_deletion(lsn);
+        }
         for &id in &doomed {
             self.segments.remove(&id);
             self.cache.drop_segment(id);
