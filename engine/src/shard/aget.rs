@@ -17,7 +17,7 @@
 //! - `pending_gets` holds exactly the tickets of the value log's reads not yet taken.
 
 use super::vlog::ReadStart;
-use super::{Pointer, Shard, ShardError};
+use super::{Shard, ShardError};
 use crate::constants::VALUE_KIND_POINTER;
 use crate::storage::Vfs;
 use crate::tree::Value;
@@ -50,32 +50,13 @@ pub(super) struct PendingGets {
 impl<V: Vfs + Clone> Shard<V> {
     /// Starts a GET of `key`; see the module doc.
     pub fn start_get(&mut self, key: &[u8]) -> Result<GetStart, ShardError> {
-        self.check_failed()?;
-        self.check_unlocked_key(key)?;
-        self.stats.gets += 1;
-        let result = self.tree.get_with(key, |value| {
-            (
-                value.kind,
-                Value {
-                    bytes: value.bytes.to_vec(),
-                    expiry_ms: value.expiry_ms,
-                    version: value.version,
-                },
-            )
-        });
-        let Some((kind, value)) = self.check_tree(result)? else {
-            return Ok(GetStart::Done(None));
-        };
-        let Some(mut value) = self.unexpired(Some(value)) else {
+        let Some((kind, mut value)) = self.lookup(key)? else {
             return Ok(GetStart::Done(None));
         };
         if kind != VALUE_KIND_POINTER {
             return Ok(GetStart::Done(Some(value)));
         }
-        let Some(pointer) = Pointer::decode(&value.bytes) else {
-            let detail = format!("key {key:?} holds a malformed value-log pointer");
-            return Err(self.classify(ShardError::Failed { detail }));
-        };
+        let pointer = self.decode_pointer(key, &value.bytes)?;
         let result = self.vlog.start_read(key, &pointer);
         match result.map_err(|error| self.classify(ShardError::from(error)))? {
             ReadStart::Ready(bytes) => {

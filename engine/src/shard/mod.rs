@@ -414,6 +414,18 @@ impl<V: Vfs + Clone> Shard<V> {
     /// [`Shard::read_barrier`] is acknowledged. A value in the value log costs one read, none
     /// while it is not yet written or while the value cache holds it.
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Value>, ShardError> {
+        let Some((kind, mut value)) = self.lookup(key)? else {
+            return Ok(None);
+        };
+        if kind == VALUE_KIND_POINTER {
+            value.bytes = self.resolve(key, &value.bytes)?;
+        }
+        Ok(Some(value))
+    }
+
+    /// A GET's leaf lookup: the value's kind and the value as the leaf holds it (a pointer for
+    /// a value-log value), unless absent or expired.
+    fn lookup(&mut self, key: &[u8]) -> Result<Option<(u8, Value)>, ShardError> {
         self.check_failed()?;
         self.check_unlocked_key(key)?;
         self.stats.gets += 1;
@@ -430,21 +442,20 @@ impl<V: Vfs + Clone> Shard<V> {
         let Some((kind, value)) = self.check_tree(result)? else {
             return Ok(None);
         };
-        let Some(mut value) = self.unexpired(Some(value)) else {
-            return Ok(None);
-        };
-        if kind == VALUE_KIND_POINTER {
-            value.bytes = self.resolve(key, &value.bytes)?;
-        }
-        Ok(Some(value))
+        Ok(self.unexpired(Some(value)).map(|value| (kind, value)))
+    }
+
+    /// The pointer a leaf's pointer bytes hold; malformed bytes fail the shard.
+    fn decode_pointer(&mut self, key: &[u8], pointer: &[u8]) -> Result<Pointer, ShardError> {
+        Pointer::decode(pointer).ok_or_else(|| {
+            let detail = format!("key {key:?} holds a malformed value-log pointer");
+            self.classify(ShardError::Failed { detail })
+        })
     }
 
     /// The value a leaf's pointer bytes name.
     fn resolve(&mut self, key: &[u8], pointer: &[u8]) -> Result<Vec<u8>, ShardError> {
-        let Some(pointer) = Pointer::decode(pointer) else {
-            let detail = format!("key {key:?} holds a malformed value-log pointer");
-            return Err(self.classify(ShardError::Failed { detail }));
-        };
+        let pointer = self.decode_pointer(key, pointer)?;
         let result = self.vlog.read(key, &pointer);
         result.map_err(|error| self.classify(ShardError::from(error)))
     }
