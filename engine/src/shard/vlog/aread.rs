@@ -21,9 +21,7 @@
 //! - every ticket handed out is answered exactly once by `take_reads`, or given back by
 //!   `abandon_reads` (after the shard failed).
 
-use super::{
-    align_down, align_up, check_record, format::segment_name, Pointer, ValueLog, VlogError,
-};
+use super::{align_down, align_up, check_record, segment_to_read, Pointer, ValueLog, VlogError};
 use crate::constants::{VLOG_READS_IN_FLIGHT_MAX, VLOG_READ_BYTES_IN_FLIGHT_MAX};
 use crate::storage::{AlignedBuf, Completion, IoErrorKind, Op, Storage, Vfs};
 use crate::wal::Lsn;
@@ -114,12 +112,7 @@ impl<V: Vfs> ValueLog<V> {
             return self.read(key, pointer).map(ReadStart::Ready);
         }
         self.cache.note_miss();
-        let segment =
-            self.segments
-                .get_mut(&pointer.segment)
-                .ok_or_else(|| VlogError::Missing {
-                    segment: segment_name(pointer.segment),
-                })?;
+        let segment = segment_to_read(&mut self.segments, pointer.segment)?;
         let ticket = self.reads.next_ticket;
         let buf = AlignedBuf::zeroed(len);
         let op = Op::Read { offset: start, buf };

@@ -289,6 +289,18 @@ pub struct ValueLog<V: Vfs> {
     reads: aread::Reads,
 }
 
+/// The segment a pointer names, to read from; `Missing` if it is gone.
+fn segment_to_read<F>(
+    segments: &mut BTreeMap<u64, Segment<F>>,
+    segment: u64,
+) -> Result<&mut Segment<F>, VlogError> {
+    segments
+        .get_mut(&segment)
+        .ok_or_else(|| VlogError::Missing {
+            segment: segment_name(segment),
+        })
+}
+
 impl<V: Vfs> ValueLog<V> {
     /// Opens the segments in `vfs`. `segment_next` is the value-log head from the superblock.
     /// Segments whose header is invalid are kept with no live bytes (the shard checks that the
@@ -693,12 +705,7 @@ impl<V: Vfs> ValueLog<V> {
             return Ok(value.to_vec());
         }
         self.cache.note_miss();
-        let segment =
-            self.segments
-                .get_mut(&pointer.segment)
-                .ok_or_else(|| VlogError::Missing {
-                    segment: segment_name(pointer.segment),
-                })?;
+        let segment = segment_to_read(&mut self.segments, pointer.segment)?;
         let start = align_down(pointer.offset);
         let end = align_up(pointer.offset + size as u64);
         let len = usize::try_from(end - start).expect("fits");
